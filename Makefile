@@ -1,0 +1,55 @@
+# The two commands of the README:
+#   make book   build the HTML book into _build/html (executes every chapter)
+#   make test   lint, unit tests, then every notebook cell with pytest --nbval
+# Both create .venv and install everything on first use (Python 3.11+ and network,
+# or MFKIT_DATA_DIR pointing at extracted MovieLens data).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# A CPU build of torch, installed before the project: an unpinned torch is the
+# multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: book test venv data lint format unit notebooks clean
+
+CHAPTERS := $(wildcard notebooks/[0-9]*.md)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mfkit needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e '.[dev,book]'
+	touch $@
+
+data: $(STAMP)            ## fetch ML-100K (or find it in $MFKIT_DATA_DIR) and check every file
+	$(BIN)/mfkit data
+
+book: data                ## the HTML book; warnings, broken references and failing cells fail it
+	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+	@echo "Book written to _build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check mfkit tests notebooks $(wildcard benchmarks)
+	$(BIN)/ruff format --check mfkit tests notebooks $(wildcard benchmarks)
+	$(BIN)/jupytext --check '$(BIN)/ruff check --config pyproject.toml --ignore E402 {}' $(CHAPTERS)
+
+format: $(STAMP)          ## format mfkit, tests and the notebooks' code cells with ruff
+	$(BIN)/ruff format mfkit tests notebooks $(wildcard benchmarks)
+	$(BIN)/jupytext --pipe '$(BIN)/ruff format --config pyproject.toml {}' $(CHAPTERS)
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+# pytest exits 5 when it collects nothing (a checkout without chapters): not a failure.
+notebooks: data
+	$(BIN)/pytest --nbval notebooks || test $$? -eq 5
+
+test: lint unit notebooks
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache

@@ -1,0 +1,90 @@
+"""The course's recurring figures.
+
+Each function draws on a matplotlib ``Axes`` (a new one when ``ax`` is None),
+returns it, and never calls ``plt.show()``, so a notebook can combine several
+in one figure and a test can inspect what was drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+
+__all__ = ["plot_long_tail"]
+
+
+def plot_long_tail(
+    counts: Iterable[float],
+    *,
+    ax: Axes | None = None,
+    label: str | None = None,
+    xlabel: str = "rank of movie (most rated = 1)",
+    ylabel: str = "number of ratings",
+    title: str | None = "The long tail of popularity",
+    **line_kwargs,
+) -> Axes:
+    """Rank-frequency ("long tail") plot of counts on log-log axes.
+
+    The counts are sorted from largest to smallest and drawn against their
+    rank 1, 2, 3, ... Introduced in chapter 1 for the number of ratings per
+    movie; later chapters draw how often each movie is *recommended* on the
+    same axes to see whether a model favours popular movies.
+
+    Parameters
+    ----------
+    counts : iterable of float
+        One non-negative count per item, in any order (for example
+        ``ratings.groupby("movie_id").size()``). Zeros cannot be drawn on a
+        log axis and are left out; report them separately (as coverage).
+    ax : matplotlib Axes, optional
+        Where to draw. A new figure and axes are made when None.
+    label : str, optional
+        Legend label of the curve, to compare several curves on one axes.
+    xlabel, ylabel, title : str
+        Axis labels and title. ``title=None`` leaves the title untouched, so
+        a second curve drawn on the same axes keeps the first one's title.
+    **line_kwargs
+        Passed on to :meth:`matplotlib.axes.Axes.plot` (``color``, ``lw``, ...).
+
+    Returns
+    -------
+    matplotlib Axes
+        The axes drawn on, with both axes log-scaled.
+
+    Raises
+    ------
+    ValueError
+        If a count is negative or not finite, or if no count is positive.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> ax = plot_long_tail([5, 1, 20, 3], label="toy")
+    >>> ax.lines[0].get_ydata().tolist()
+    [20.0, 5.0, 3.0, 1.0]
+    """
+    if not hasattr(counts, "__array__"):
+        counts = list(counts)  # a generator or a dict's values
+    values = np.asarray(counts, dtype=float).ravel()
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError("counts must be finite and non-negative (one count per item)")
+    values = np.sort(values[values > 0])[::-1]
+    if values.size == 0:
+        raise ValueError("counts has no positive value: nothing to draw on log axes")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    ranks = np.arange(1, values.size + 1)
+    ax.plot(ranks, values, label=label, **line_kwargs)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    if label is not None:
+        ax.legend()
+    return ax
