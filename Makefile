@@ -36,11 +36,11 @@ book: data                ## the HTML book; warnings, broken references and fail
 lint: $(STAMP)
 	$(BIN)/ruff check mfkit tests notebooks $(wildcard benchmarks)
 	$(BIN)/ruff format --check mfkit tests notebooks $(wildcard benchmarks)
-	$(BIN)/jupytext --check '$(BIN)/ruff check --config pyproject.toml --ignore E402 {}' $(CHAPTERS)
+	$(BIN)/jupytext --pipe-fmt ipynb --check '$(BIN)/ruff check --config pyproject.toml --ignore E402 {}' $(CHAPTERS)
 
 format: $(STAMP)          ## format mfkit, tests and the notebooks' code cells with ruff
 	$(BIN)/ruff format mfkit tests notebooks $(wildcard benchmarks)
-	$(BIN)/jupytext --pipe '$(BIN)/ruff format --config pyproject.toml {}' $(CHAPTERS)
+	$(BIN)/jupytext --pipe-fmt ipynb --pipe '$(BIN)/ruff format --config pyproject.toml {}' $(CHAPTERS)
 
 unit: $(STAMP)
 	$(BIN)/pytest
