@@ -1,0 +1,236 @@
+"""One training loop for every model of the course.
+
+Introduced in chapter 2. :func:`fit` shuffles index tensors (no per-row Python),
+takes mini-batches, steps an optimizer, records a :class:`History` per epoch,
+evaluates on validation data, stops early, and is reproducible with ``seed``.
+
+The model is any ``nn.Module``; the data is a tuple of tensors with one row per
+example, and ``loss(model, *batch)`` returns a scalar to minimise. Calling
+:func:`fit` again continues from the model's current weights.
+
+Examples
+--------
+>>> import torch
+>>> from mfkit.losses import observed_mse
+>>> from mfkit.models import MatrixFactorization
+>>> users, movies = torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2])
+>>> ratings = torch.tensor([5.0, 3.0, 4.0, 1.0])
+>>> model = MatrixFactorization(3, 3, dim=2, seed=0)
+>>> history = fit(model, (users, movies, ratings), observed_mse, epochs=3, lr=0.1,
+...               progress=False)
+>>> len(history.train_loss)
+3
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["DivergedError", "History", "evaluate", "fit"]
+
+Loss = Callable[..., torch.Tensor]
+Metric = Callable[..., float]
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adagrad": torch.optim.Adagrad,
+}
+
+
+class DivergedError(FloatingPointError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+
+@dataclass
+class History:
+    """What happened during :func:`fit`, one entry per epoch.
+
+    ``train_loss`` is the mean training objective over the epoch's batches;
+    ``valid_loss`` the objective on the validation data at the end of the epoch;
+    ``train_metric``/``valid_metric`` the ``metric`` on all training/validation
+    data at the end of the epoch (empty when not asked for).
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    valid_loss: list[float] = field(default_factory=list)
+    train_metric: list[float] = field(default_factory=list)
+    valid_metric: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The history as a frame indexed by epoch (1-based), one column per record."""
+        columns = ("train_loss", "valid_loss", "train_metric", "valid_metric", "seconds")
+        data = {c: getattr(self, c) for c in columns if getattr(self, c)}
+        return pd.DataFrame(data, index=pd.RangeIndex(1, self.epochs + 1, name="epoch"))
+
+
+def _to(data: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
+    tensors = tuple(torch.as_tensor(t).to(device) for t in data)
+    if not tensors:
+        raise ValueError("data must be a non-empty tuple of tensors")
+    n = len(tensors[0])
+    if any(len(t) != n for t in tensors):
+        raise ValueError(f"data tensors have different lengths: {[len(t) for t in tensors]}")
+    if n == 0:
+        raise ValueError("the training data is empty: there is nothing to fit")
+    return tensors
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: Sequence[torch.Tensor], loss: Loss, *, batch_size: int = 65_536
+) -> float:
+    """Mean of ``loss(model, *batch)`` over ``data`` in eval mode, weighted by batch size."""
+    was_training = model.training
+    model.eval()
+    tensors = tuple(data)
+    n = len(tensors[0]) if tensors else 0
+    if n == 0:
+        raise ValueError("cannot evaluate on empty data")
+    total = 0.0
+    for start in range(0, n, batch_size):
+        batch = tuple(t[start : start + batch_size] for t in tensors)
+        total += float(loss(model, *batch)) * len(batch[0])
+    model.train(was_training)
+    return total / n
+
+
+def fit(
+    model: nn.Module,
+    data: Sequence[torch.Tensor],
+    loss: Loss,
+    *,
+    valid: Sequence[torch.Tensor] | None = None,
+    metric: Metric | None = None,
+    epochs: int = 10,
+    batch_size: int = 1024,
+    lr: float = 0.01,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    patience: int | None = None,
+    minimize: bool = True,
+    seed: int | None = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> History:
+    """Train ``model`` on ``data`` with mini-batches; return the :class:`History`.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place (moved to ``device``).
+    data : tuple of tensors
+        One row per example, e.g. ``(users, movies, ratings)``.
+    loss : callable
+        ``loss(model, *batch) -> scalar tensor``, e.g. :func:`mfkit.losses.observed_mse`.
+    valid : tuple of tensors, optional
+        Validation data, evaluated with ``loss`` (and ``metric``) after every epoch.
+    metric : callable, optional
+        ``metric(model, *data) -> float`` on whole datasets (e.g. RMSE), recorded for
+        the training and validation data after every epoch.
+    epochs, batch_size, lr : int, int, float
+        Length of training, examples per step, learning rate.
+    optimizer : {"adam", "sgd", "adamw", "adagrad"}
+        The optimizer; ``weight_decay`` is passed to it (an L2 penalty on every
+        parameter at every step).
+    patience : int, optional
+        Stop when the validation score (``metric`` if given, else the loss) has not
+        improved for this many epochs, and restore the best weights.
+    minimize : bool
+        Whether a lower validation score is better.
+    seed : int or None
+        Seeds the batch order and torch's global generator (dropout).
+    device : str or torch.device
+        Where to train, e.g. ``"cuda"``.
+    progress : bool
+        Show a progress bar over epochs.
+
+    Raises
+    ------
+    DivergedError
+        When the loss becomes NaN or infinite (with the epoch and what to try).
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    if patience is not None and valid is None:
+        raise ValueError("early stopping (patience) needs validation data (valid=...)")
+    device = torch.device(device)
+    model.to(device)
+    train = _to(data, device)
+    valid = _to(valid, device) if valid is not None else None
+    n = len(train[0])
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    if seed is not None:
+        torch.manual_seed(seed)
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    history = History()
+    best_score, best_state = math.inf, None
+    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        total = torch.zeros((), device=device)
+        for first in range(0, n, batch_size):
+            batch = tuple(t[order[first : first + batch_size]] for t in train)
+            value = loss(model, *batch)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            total += value.detach() * len(batch[0])
+        train_loss = float(total) / n
+        if not math.isfinite(train_loss):
+            raise DivergedError(
+                f"the training loss became {train_loss} in epoch {epoch} (lr={lr}, "
+                f"optimizer={optimizer!r}): try a smaller learning rate, a smaller "
+                "initialisation scale, or some weight decay"
+            )
+        history.train_loss.append(train_loss)
+        history.seconds.append(time.perf_counter() - start)
+        model.eval()
+        with torch.no_grad():
+            if metric is not None:
+                history.train_metric.append(float(metric(model, *train)))
+            if valid is not None:
+                history.valid_loss.append(evaluate(model, valid, loss))
+                if metric is not None:
+                    history.valid_metric.append(float(metric(model, *valid)))
+        if valid is not None:
+            score = (history.valid_metric or history.valid_loss)[-1]
+            score = score if minimize else -score
+            if score < best_score:
+                best_score, history.best_epoch = score, epoch
+                if patience is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            elif patience is not None and epoch - (history.best_epoch or 0) >= patience:
+                history.stopped_early = True
+                break
+        postfix = {"train": f"{train_loss:.4f}"}
+        if history.valid_loss:
+            postfix["valid"] = f"{(history.valid_metric or history.valid_loss)[-1]:.4f}"
+        bar.set_postfix(postfix)
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
