@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-__all__ = ["plot_long_tail"]
+__all__ = ["plot_history", "plot_long_tail"]
 
 
 def plot_long_tail(
@@ -87,4 +87,51 @@ def plot_long_tail(
         ax.set_title(title)
     if label is not None:
         ax.legend()
+    return ax
+
+
+def plot_history(
+    history,
+    *,
+    ax: Axes | None = None,
+    metric: bool = True,
+    label: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = "Learning curves",
+) -> Axes:
+    """Train and validation curves per epoch from a :class:`mfkit.train.History`.
+
+    Introduced in chapter 2. Draws the metric (e.g. RMSE) when the history has
+    one and ``metric`` is True, else the loss; marks the best validation epoch.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from mfkit.train import History
+    >>> h = History(train_loss=[3.0, 2.0, 1.0], valid_loss=[3.5, 2.5, 2.8], best_epoch=2)
+    >>> [line.get_label() for line in plot_history(h).lines]
+    ['train', 'validation', 'best epoch (2)']
+    """
+    use_metric = metric and bool(history.train_metric)
+    train = history.train_metric if use_metric else history.train_loss
+    valid = history.valid_metric if use_metric else history.valid_loss
+    if not train:
+        raise ValueError("the history is empty: nothing to plot")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    prefix = f"{label}: " if label else ""
+    epochs = np.arange(1, len(train) + 1)
+    (line,) = ax.plot(epochs, train, label=f"{prefix}train")
+    if valid:
+        ax.plot(epochs[: len(valid)], valid, ls="--", color=line.get_color(),
+                label=f"{prefix}validation")  # fmt: skip
+        if history.best_epoch is not None:
+            ax.axvline(history.best_epoch, color="grey", lw=0.8, ls=":",
+                       label=f"{prefix}best epoch ({history.best_epoch})")  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel or ("metric" if use_metric else "loss"))
+    if title is not None:
+        ax.set_title(title)
+    ax.legend()
     return ax

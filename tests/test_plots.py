@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfkit.plots import plot_long_tail
+from mfkit.plots import plot_history, plot_long_tail
+from mfkit.train import History
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +52,27 @@ def test_long_tail_draws_on_given_axes_and_overlays_with_legend():
 def test_long_tail_rejects_bad_counts(bad):
     with pytest.raises(ValueError, match="counts"):
         plot_long_tail(bad)
+
+
+def test_history_plot_draws_metric_curves_and_best_epoch():
+    h = History(
+        train_loss=[9.0, 8.0, 7.0],
+        valid_loss=[9.5, 8.5, 8.9],
+        train_metric=[1.2, 1.0, 0.9],
+        valid_metric=[1.3, 1.1, 1.15],
+        best_epoch=2,
+    )
+    ax = plot_history(h, ylabel="RMSE")
+    train, valid, best = ax.lines
+    assert train.get_ydata().tolist() == [1.2, 1.0, 0.9]
+    assert valid.get_ydata().tolist() == [1.3, 1.1, 1.15]
+    assert best.get_xdata()[0] == 2
+    assert ax.get_ylabel() == "RMSE" and ax.get_xlabel() == "epoch"
+    loss_ax = plot_history(h, metric=False)
+    assert loss_ax.lines[0].get_ydata().tolist() == [9.0, 8.0, 7.0]
+    plt.close("all")
+
+
+def test_history_plot_rejects_an_empty_history():
+    with pytest.raises(ValueError, match="history is empty"):
+        plot_history(History())
