@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check mfkit tests notebooks $(wildcard benchmarks)
 	$(BIN)/ruff format --check mfkit tests notebooks $(wildcard benchmarks)
 	$(BIN)/jupytext --pipe-fmt ipynb --check '$(BIN)/ruff check --config pyproject.toml --ignore E402 {}' $(CHAPTERS)
+	$(BIN)/jupytext --pipe-fmt ipynb --check '$(BIN)/ruff format --check --config pyproject.toml {}' $(CHAPTERS)
 
 format: $(STAMP)          ## format mfkit, tests and the notebooks' code cells with ruff
 	$(BIN)/ruff format mfkit tests notebooks $(wildcard benchmarks)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["plot_history", "plot_long_tail"]
 
@@ -129,6 +130,7 @@ def plot_history(
         if history.best_epoch is not None:
             ax.axvline(history.best_epoch, color="grey", lw=0.8, ls=":",
                        label=f"{prefix}best epoch ({history.best_epoch})")  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel or ("metric" if use_metric else "loss"))
     if title is not None:
