@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["plot_history", "plot_long_tail"]
+__all__ = ["plot_embedding_map", "plot_history", "plot_long_tail", "plot_norm_vs_popularity"]
 
 
 def plot_long_tail(
@@ -136,4 +136,119 @@ def plot_history(
     if title is not None:
         ax.set_title(title)
     ax.legend()
+    return ax
+
+
+def plot_norm_vs_popularity(
+    table,
+    *,
+    ax: Axes | None = None,
+    label: str | None = None,
+    annotate: int = 0,
+    title: str | None = "Embedding norm vs popularity",
+    **scatter_kwargs,
+) -> Axes:
+    """Scatter of each movie's embedding norm against its number of ratings.
+
+    Introduced in chapter 3. ``table`` has ``norm`` and ``n_ratings`` columns
+    (and ``title`` when ``annotate`` > 0), as made by
+    :func:`mfkit.embeddings.norm_popularity`. The x axis is logarithmic
+    (``n_ratings + 1``, so unrated movies still show); the legend gives
+    Spearman's rank correlation. ``annotate=n`` writes the titles of the ``n``
+    longest embeddings next to their points.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"norm": [1.0, 2.0, 3.0], "n_ratings": [0, 10, 100]})
+    >>> plot_norm_vs_popularity(t, label="toy").get_legend().get_texts()[0].get_text()
+    'toy (Spearman ρ = 1.00)'
+    """
+    needed = {"norm", "n_ratings"} | ({"title"} if annotate else set())
+    if not needed <= set(table.columns):
+        raise ValueError(
+            f"table needs the columns {sorted(needed)} (see mfkit.embeddings.norm_popularity)"
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    rho = table["norm"].corr(table["n_ratings"], method="spearman")
+    text = f"Spearman ρ = {rho:.2f}"
+    scatter_kwargs = {"s": 8, "alpha": 0.5, **scatter_kwargs}
+    ax.scatter(table["n_ratings"] + 1, table["norm"], label=f"{label} ({text})" if label else text,
+               **scatter_kwargs)  # fmt: skip
+    for _, row in table.nlargest(annotate, "norm").iterrows():
+        ax.annotate(row["title"], (row["n_ratings"] + 1, row["norm"]), fontsize=7,
+                    xytext=(3, 0), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("number of training ratings + 1 (log scale)")
+    ax.set_ylabel(r"embedding norm $\|V_j\|$")
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(loc="best")
+    return ax
+
+
+def plot_embedding_map(
+    coords,
+    labels,
+    *,
+    sizes=None,
+    ax: Axes | None = None,
+    title: str | None = "t-SNE map of the movie embeddings",
+    max_size: float = 60.0,
+) -> Axes:
+    """Scatter of 2-D coordinates (e.g. :func:`mfkit.embeddings.tsne_map`), one colour per label.
+
+    Introduced in chapter 3. ``labels`` gives a category per point (e.g. from
+    :func:`mfkit.embeddings.genre_labels`); the label ``"other"`` is drawn in
+    light grey underneath. ``sizes`` (e.g. numbers of ratings) scale the markers
+    by their square root, up to ``max_size``.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> ax = plot_embedding_map([[0, 0], [1, 1], [2, 0]], ["a", "other", "a"])
+    >>> [text.get_text() for text in ax.get_legend().get_texts()]
+    ['other', 'a']
+    """
+    coords = np.asarray(coords, dtype=float)
+    labels = np.asarray(labels, dtype=object)
+    if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) != len(labels):
+        raise ValueError(
+            f"coords must have shape (n, 2) with one label per row; got {coords.shape} "
+            f"and {len(labels)} labels"
+        )
+    if sizes is None:
+        marker = np.full(len(coords), 10.0)
+    else:
+        sizes = np.asarray(sizes, dtype=float)
+        if sizes.shape != (len(coords),) or not np.all(sizes >= 0):
+            raise ValueError(
+                f"sizes must hold one non-negative number per point ({len(coords)}), "
+                f"got shape {sizes.shape}"
+            )
+        root = np.sqrt(sizes)
+        marker = 2 + (max_size - 2) * root / max(root.max(), 1e-12)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 6))
+    names = sorted(set(labels), key=lambda name: (name != "other", str(name)))
+    palette = plt.get_cmap("tab10")
+    colour = 0
+    for name in names:
+        chosen = labels == name
+        if name == "other":
+            style = {"color": "lightgrey", "alpha": 0.5}
+        else:
+            style = {"color": palette(colour % 10), "alpha": 0.8}
+            colour += 1
+        ax.scatter(coords[chosen, 0], coords[chosen, 1], s=marker[chosen], label=name,
+                   edgecolors="none", **style)  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(markerscale=1.5, fontsize=8, loc="best")
     return ax

@@ -1,7 +1,9 @@
-"""From scores to recommendations: top-k movies a user has not seen yet.
+"""From embeddings to recommendations: similarity, neighbours, top-k unseen movies.
 
-Introduced in chapter 2 (:func:`recommend`). Any model with a
-``score_all(user_rows) -> (n_users, n_movies)`` method works.
+Introduced in chapter 2 (:func:`recommend`) and chapter 3 (:func:`similarity`,
+:func:`find_movie`, :func:`nearest_movies`, dot versus cosine). Any model with a
+``score_all(user_rows) -> (n_users, n_movies)`` method works with
+:func:`recommend`; the ``measure`` option also needs its embeddings ``U`` and ``V``.
 """
 
 from __future__ import annotations
@@ -12,12 +14,144 @@ import torch
 
 from mfkit.features import Indexer
 
-__all__ = ["recommend", "top_k_unseen"]
+__all__ = [
+    "MEASURES",
+    "AmbiguousTitleError",
+    "MovieNotFoundError",
+    "find_movie",
+    "nearest_movies",
+    "recommend",
+    "similarity",
+    "top_k_unseen",
+]
+
+#: The similarity measures between a query embedding and the movie embeddings.
+MEASURES = ("dot", "cosine")
+
+
+class MovieNotFoundError(KeyError):
+    """Raised when no movie matches an id or a title search."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class AmbiguousTitleError(ValueError):
+    """Raised when a title search matches several movies."""
 
 
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def similarity(query: torch.Tensor, items: torch.Tensor, measure: str = "dot") -> torch.Tensor:
+    """Scores of every item for each query: dot product or cosine similarity.
+
+    ``dot`` is ``<q, v_j>``, so items with long embeddings score high for every
+    query; ``cosine`` is ``<q, v_j> / (||q|| ||v_j||)``, which ignores the lengths
+    and lies in [-1, 1].
+
+    Parameters
+    ----------
+    query : tensor (d,) or (n_queries, d)
+    items : tensor (n_items, d)
+    measure : {"dot", "cosine"}
+
+    Returns
+    -------
+    tensor (n_items,) or (n_queries, n_items)
+
+    Examples
+    --------
+    >>> q, items = torch.tensor([1.0, 0.0]), torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    >>> similarity(q, items).tolist()
+    [2.0, 1.0]
+    >>> [round(x, 3) for x in similarity(q, items, "cosine").tolist()]
+    [1.0, 0.707]
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; choose one of {MEASURES}")
+    if query.shape[-1] != items.shape[-1]:
+        raise ValueError(f"query has dimension {query.shape[-1]} but items have {items.shape[-1]}")
+    if measure == "cosine":
+        query = torch.nn.functional.normalize(query, dim=-1)
+        items = torch.nn.functional.normalize(items, dim=-1)
+    return query @ items.T
+
+
+def find_movie(indexer: Indexer, movie: int | str) -> int:
+    """The ``movie_id`` of ``movie``: an id, or a case-insensitive piece of its title.
+
+    A title search must match one movie; an exact (case-insensitive) title wins
+    over partial matches. The errors say which titles matched.
+
+    Examples
+    --------
+    >>> from mfkit.data import synthetic_movielens
+    >>> idx = Indexer.from_movielens(synthetic_movielens(3, 12, 10, seed=0))
+    >>> find_movie(idx, "synthetic movie 7 (")
+    7
+    """
+    if isinstance(movie, int | np.integer) and not isinstance(movie, bool):
+        if movie not in indexer.movies:
+            raise MovieNotFoundError(f"there is no movie with movie_id {movie}")
+        return int(movie)
+    if not isinstance(movie, str) or not movie.strip():
+        raise TypeError(f"movie must be a movie_id or a piece of a title, got {movie!r}")
+    titles = pd.Series(indexer.titles)
+    needle = movie.strip().casefold()
+    folded = titles.str.casefold()
+    exact = folded == needle
+    hits = titles[exact] if exact.sum() == 1 else titles[folded.str.contains(needle, regex=False)]
+    if len(hits) == 0:
+        raise MovieNotFoundError(f"no movie title contains {movie!r}")
+    if len(hits) > 1:
+        shown = "; ".join(hits.head(10)) + ("; ..." if len(hits) > 10 else "")
+        raise AmbiguousTitleError(
+            f"{movie!r} matches {len(hits)} titles: {shown}. "
+            "Use more of the title, or the movie_id."
+        )
+    return int(indexer.movies.ids_of(hits.index[0])[0])
+
+
+@torch.no_grad()
+def nearest_movies(
+    embeddings: torch.Tensor,
+    movie: int | str,
+    indexer: Indexer,
+    *,
+    measure: str = "dot",
+    k: int = 10,
+) -> pd.DataFrame:
+    """The ``k`` movies whose embeddings score highest against ``movie``'s.
+
+    ``movie`` is a ``movie_id`` or a piece of a title (see :func:`find_movie`);
+    the movie itself is left out. The frame's ``attrs["query"]`` holds the
+    matched title.
+
+    Returns
+    -------
+    DataFrame with ``movie_id, title, score``, best first.
+    """
+    _check_k(k)
+    movie_id = find_movie(indexer, movie)
+    row = int(indexer.movies.index(movie_id)[0])
+    scores = similarity(embeddings[row], embeddings, measure).cpu()
+    itself = torch.zeros(1, len(scores), dtype=torch.bool)
+    itself[0, row] = True
+    values, cols = top_k_unseen(scores[None], itself, k)
+    keep = torch.isfinite(values[0])  # k >= n_movies: drop the masked movie itself
+    values, cols = values[0][keep], cols[0][keep].numpy()
+    result = pd.DataFrame(
+        {
+            "movie_id": indexer.movies.ids_of(cols),
+            "title": indexer.titles[cols],
+            "score": values.numpy(),
+        }
+    )
+    result.attrs["query"] = indexer.titles[row]
+    return result
 
 
 def top_k_unseen(
@@ -58,6 +192,7 @@ def recommend(
     *,
     seen: pd.DataFrame | None = None,
     k: int = 10,
+    measure: str | None = None,
 ) -> pd.DataFrame:
     """The ``k`` best-scored movies for ``user_id`` among those not in ``seen``.
 
@@ -72,6 +207,10 @@ def recommend(
         Ratings (``user_id, movie_id``) to exclude, normally the training data.
     k : int
         How many movies.
+    measure : {None, "dot", "cosine"}
+        ``None`` ranks by the model's own scores (``score_all``, e.g. predicted
+        ratings with biases); ``"dot"``/``"cosine"`` by :func:`similarity` of the
+        user's embedding ``U[i]`` with the movie embeddings ``V``.
 
     Returns
     -------
@@ -82,7 +221,10 @@ def recommend(
     device = next(model.parameters()).device
     row = torch.as_tensor(indexer.users.index(user_id), device=device)
     model.eval()
-    scores = model.score_all(row).cpu()
+    if measure is None:
+        scores = model.score_all(row).cpu()
+    else:
+        scores = similarity(model.U[row], model.V, measure).cpu()
     mask = torch.zeros_like(scores, dtype=torch.bool)
     if seen is not None:
         watched = seen.loc[seen["user_id"] == user_id, "movie_id"].to_numpy()

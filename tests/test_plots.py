@@ -8,8 +8,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
+from scipy.stats import spearmanr
 
-from mfkit.plots import plot_history, plot_long_tail
+from mfkit.data import synthetic_movielens
+from mfkit.embeddings import norm_popularity
+from mfkit.features import Indexer
+from mfkit.plots import (
+    plot_embedding_map,
+    plot_history,
+    plot_long_tail,
+    plot_norm_vs_popularity,
+)
 from mfkit.train import History
 
 
@@ -76,3 +86,173 @@ def test_history_plot_draws_metric_curves_and_best_epoch():
 def test_history_plot_rejects_an_empty_history():
     with pytest.raises(ValueError, match="history is empty"):
         plot_history(History())
+
+
+# ---------------------------------------------------------------- norm vs popularity
+@pytest.fixture
+def norm_table() -> pd.DataFrame:
+    """norm_popularity of random embeddings on sparse synthetic data (some unrated movies)."""
+    ml = synthetic_movielens(20, 40, 80, seed=2)
+    idx = Indexer.from_movielens(ml)
+    emb = np.random.default_rng(1).normal(size=(idx.n_movies, 5))
+    table = norm_popularity(emb, idx, ml.ratings)
+    assert (table["n_ratings"] == 0).any()
+    return table
+
+
+def test_norm_vs_popularity_scatters_norm_against_ratings_plus_one(norm_table) -> None:
+    ax = plot_norm_vs_popularity(norm_table)
+    (points,) = ax.collections
+    offsets = np.asarray(points.get_offsets())
+    np.testing.assert_array_equal(offsets[:, 0], norm_table["n_ratings"].to_numpy() + 1)
+    np.testing.assert_array_equal(offsets[:, 1], norm_table["norm"].to_numpy())
+    assert ax.get_xscale() == "log"
+    assert ax.get_title() == "Embedding norm vs popularity"
+    assert len(ax.texts) == 0  # annotate=0 by default
+
+
+def test_norm_vs_popularity_legend_gives_spearman_rho(norm_table) -> None:
+    rho = spearmanr(norm_table["norm"], norm_table["n_ratings"]).statistic
+    assert np.isfinite(rho)
+    ax = plot_norm_vs_popularity(norm_table)
+    assert ax.get_legend().get_texts()[0].get_text() == f"Spearman ρ = {rho:.2f}"
+    ax = plot_norm_vs_popularity(norm_table, label="trained")
+    assert ax.get_legend().get_texts()[0].get_text() == f"trained (Spearman ρ = {rho:.2f})"
+
+
+def test_norm_vs_popularity_rho_sign_follows_the_data() -> None:
+    counts = np.array([0, 3, 1, 50, 7, 7, 20])
+    up = pd.DataFrame({"norm": np.sqrt(counts + 1.0), "n_ratings": counts})
+    down = pd.DataFrame({"norm": -up["norm"] + 10, "n_ratings": counts})
+    text = plot_norm_vs_popularity(up).get_legend().get_texts()[0].get_text()
+    assert text == "Spearman ρ = 1.00"
+    text = plot_norm_vs_popularity(down).get_legend().get_texts()[0].get_text()
+    assert text == "Spearman ρ = -1.00"
+
+
+@pytest.mark.parametrize("n", [1, 3, 6])
+def test_norm_vs_popularity_annotates_the_longest_embeddings(norm_table, n: int) -> None:
+    ax = plot_norm_vs_popularity(norm_table, annotate=n)
+    assert len(ax.texts) == n
+    longest = np.argsort(-norm_table["norm"].to_numpy())[:n]
+    assert [t.get_text() for t in ax.texts] == norm_table["title"].to_numpy()[longest].tolist()
+    for text, j in zip(ax.texts, longest, strict=True):
+        row = norm_table.iloc[j]
+        assert text.xy == pytest.approx((row["n_ratings"] + 1, row["norm"]))
+
+
+def test_norm_vs_popularity_draws_on_given_axes_with_scatter_options(norm_table) -> None:
+    fig, ax = plt.subplots()
+    out = plot_norm_vs_popularity(norm_table, ax=ax, title=None)
+    assert out is ax and len(fig.axes) == 1
+    assert ax.get_title() == ""
+    assert ax.collections[0].get_sizes().tolist() == [8]
+    assert ax.collections[0].get_alpha() == 0.5
+    plot_norm_vs_popularity(norm_table, ax=ax, s=30, alpha=0.9, label="second")
+    assert ax.collections[1].get_sizes().tolist() == [30]
+    assert ax.collections[1].get_alpha() == 0.9
+    assert len(ax.get_legend().get_texts()) == 2
+
+
+def test_norm_vs_popularity_needs_no_title_column_without_annotations() -> None:
+    table = pd.DataFrame({"norm": [1.0, 2.0, 0.5], "n_ratings": [0, 4, 2]})
+    ax = plot_norm_vs_popularity(table)
+    assert len(ax.collections[0].get_offsets()) == 3
+
+
+@pytest.mark.parametrize("missing", ["norm", "n_ratings"])
+def test_norm_vs_popularity_rejects_missing_columns(norm_table, missing: str) -> None:
+    with pytest.raises(ValueError, match=r"table needs the columns \['n_ratings', 'norm'\]"):
+        plot_norm_vs_popularity(norm_table.drop(columns=missing))
+
+
+def test_norm_vs_popularity_annotate_needs_titles(norm_table) -> None:
+    with pytest.raises(ValueError, match="'title'"):
+        plot_norm_vs_popularity(norm_table.drop(columns="title"), annotate=2)
+
+
+# ----------------------------------------------------------------------- embedding map
+def test_embedding_map_draws_one_collection_per_label_other_first() -> None:
+    rng = np.random.default_rng(0)
+    coords = rng.normal(size=(12, 2))
+    labels = np.array(["War", "other", "Horror", "War", "Comedy", "other"] * 2, dtype=object)
+    ax = plot_embedding_map(coords, labels)
+    names = ["other", "Comedy", "Horror", "War"]
+    assert [c.get_label() for c in ax.collections] == names
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == names
+    for points, name in zip(ax.collections, names, strict=True):
+        np.testing.assert_array_equal(np.asarray(points.get_offsets()), coords[labels == name])
+        assert points.get_sizes().tolist() == [10.0] * int((labels == name).sum())
+    assert ax.get_xticks().size == 0 and ax.get_yticks().size == 0
+    assert ax.get_title() == "t-SNE map of the movie embeddings"
+
+
+def test_embedding_map_colours_other_grey_and_labels_distinctly() -> None:
+    coords = np.arange(16.0).reshape(8, 2)
+    labels = ["b", "a", "other", "c", "a", "b", "other", "c"]
+    ax = plot_embedding_map(coords, labels)
+    other, *named = ax.collections
+    np.testing.assert_allclose(other.get_facecolors(), [to_rgba("lightgrey", 0.5)])
+    colours = [tuple(c.get_facecolors()[0]) for c in named]
+    assert len(set(colours)) == len(named) == 3
+    assert all(c != tuple(to_rgba("lightgrey", 0.5)) for c in colours)
+    assert all(c.get_alpha() == 0.8 for c in named) and other.get_alpha() == 0.5
+
+
+def test_embedding_map_without_other_starts_with_the_first_colour() -> None:
+    ax = plot_embedding_map([[0, 0], [1, 1]], ["y", "x"])
+    assert [c.get_label() for c in ax.collections] == ["x", "y"]
+    np.testing.assert_allclose(
+        ax.collections[0].get_facecolors()[0], to_rgba(plt.get_cmap("tab10")(0), 0.8)
+    )
+
+
+def test_embedding_map_marker_sizes_grow_with_sqrt_of_sizes() -> None:
+    rng = np.random.default_rng(4)
+    coords = rng.normal(size=(10, 2))
+    labels = np.array(["other", "a"] * 5, dtype=object)
+    sizes = np.array([0, 1, 4, 9, 16, 25, 100, 49, 36, 2], dtype=float)
+    ax = plot_embedding_map(coords, labels, sizes=sizes, max_size=40.0)
+    marker = np.empty(len(coords))
+    for points, name in zip(ax.collections, ["other", "a"], strict=True):
+        marker[labels == name] = points.get_sizes()
+    assert marker.max() == pytest.approx(40.0)
+    assert marker[sizes.argmax()] == pytest.approx(40.0)
+    assert marker[sizes == 0] == pytest.approx(2.0)  # the smallest marker stays visible
+    # ordering follows sizes, and the growth above the minimum is proportional to sqrt(sizes)
+    np.testing.assert_array_equal(
+        np.argsort(marker, kind="stable"), np.argsort(sizes, kind="stable")
+    )
+    nonzero = sizes > 0
+    ratio = (marker[nonzero] - 2.0) / np.sqrt(sizes[nonzero])
+    np.testing.assert_allclose(ratio, ratio[0])
+
+
+def test_embedding_map_all_zero_sizes_give_the_smallest_markers() -> None:
+    ax = plot_embedding_map([[0, 0], [1, 1], [2, 2]], ["a", "a", "b"], sizes=[0, 0, 0])
+    assert all(c.get_sizes().tolist() == [2.0] * len(c.get_offsets()) for c in ax.collections)
+
+
+def test_embedding_map_draws_on_given_axes() -> None:
+    fig, ax = plt.subplots()
+    out = plot_embedding_map([[0, 0], [1, 1]], ["a", "b"], ax=ax, title=None)
+    assert out is ax and len(fig.axes) == 1 and ax.get_title() == ""
+
+
+@pytest.mark.parametrize(
+    ("coords", "labels"),
+    [
+        (np.zeros((4, 2)), ["a", "b", "c"]),
+        (np.zeros((3, 3)), ["a", "b", "c"]),
+        (np.zeros(6), ["a"] * 6),
+    ],
+)
+def test_embedding_map_rejects_mismatched_shapes(coords, labels) -> None:
+    with pytest.raises(ValueError, match=r"coords must have shape \(n, 2\) with one label per row"):
+        plot_embedding_map(coords, labels)
+
+
+@pytest.mark.parametrize("sizes", [[1, 2, 3], [1, -2]])
+def test_embedding_map_rejects_bad_sizes(sizes) -> None:
+    with pytest.raises(ValueError, match="sizes must hold one non-negative number per point"):
+        plot_embedding_map([[0, 0], [1, 1]], ["a", "b"], sizes=sizes)

@@ -7,9 +7,19 @@ import pandas as pd
 import pytest
 import torch
 
+from mfkit.data import synthetic_movielens
 from mfkit.features import Indexer, UnknownIdError
 from mfkit.models import MatrixFactorization
-from mfkit.retrieval import recommend, top_k_unseen
+from mfkit.retrieval import (
+    MEASURES,
+    AmbiguousTitleError,
+    MovieNotFoundError,
+    find_movie,
+    nearest_movies,
+    recommend,
+    similarity,
+    top_k_unseen,
+)
 
 
 def brute_top_k(scores: torch.Tensor, seen: torch.Tensor | None, k: int):
@@ -176,3 +186,324 @@ def test_recommend_seen_with_unknown_movie(setup) -> None:
     seen = pd.DataFrame({"user_id": [user, user], "movie_id": [1, 4242]})
     with pytest.raises(UnknownIdError, match=r"unknown movie id\(s\): 4242"):
         recommend(model, user, idx, seen=seen)
+
+
+# ------------------------------------------------------------------- similarity
+def loop_similarity(q: list[float], items: torch.Tensor, measure: str) -> list[float]:
+    """Dot or cosine of one query with each item row, with Python loops."""
+    out = []
+    for v in items.tolist():
+        dot = sum(a * b for a, b in zip(q, v, strict=True))
+        if measure == "cosine":
+            dot /= np.sqrt(sum(a * a for a in q)) * np.sqrt(sum(b * b for b in v))
+        out.append(dot)
+    return out
+
+
+def test_measures_are_dot_and_cosine() -> None:
+    assert MEASURES == ("dot", "cosine")
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_similarity_shapes_and_values(measure: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    items = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    queries = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    one = similarity(queries[1], items, measure)
+    many = similarity(queries, items, measure)
+    assert one.shape == (7,) and many.shape == (4, 7)
+    torch.testing.assert_close(many[1], one)
+    for i in range(4):
+        expected = torch.tensor(loop_similarity(queries[i].tolist(), items, measure))
+        torch.testing.assert_close(many[i], expected.to(many.dtype))
+
+
+def test_similarity_defaults_to_dot_which_is_the_matrix_product() -> None:
+    g = torch.Generator().manual_seed(1)
+    items, queries = torch.randn(9, 5, generator=g), torch.randn(3, 5, generator=g)
+    torch.testing.assert_close(similarity(queries, items), queries @ items.T)
+    torch.testing.assert_close(similarity(queries[0], items, "dot"), items @ queries[0])
+
+
+def test_cosine_is_dot_of_normalized_rows_and_ignores_lengths() -> None:
+    g = torch.Generator().manual_seed(2)
+    items = torch.randn(8, 4, generator=g, dtype=torch.float64)
+    queries = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    unit_q = queries / queries.norm(dim=1, keepdim=True)
+    unit_v = items / items.norm(dim=1, keepdim=True)
+    cosine = similarity(queries, items, "cosine")
+    torch.testing.assert_close(cosine, similarity(unit_q, unit_v, "dot"))
+    lengths = torch.rand(8, 1, generator=g, dtype=torch.float64) * 100 + 0.01
+    torch.testing.assert_close(similarity(queries * 7.0, items * lengths, "cosine"), cosine)
+    # dot does depend on the lengths: a long item wins every query under dot.
+    long = items.clone()
+    long[5] = 1e3 * long[5].abs() * queries[0].sign()
+    assert similarity(queries[0], long).argmax().item() == 5
+
+
+def test_cosine_lies_in_minus_one_one_even_for_large_norms() -> None:
+    g = torch.Generator().manual_seed(3)
+    scales = torch.logspace(-2, 8, 300)[:, None]
+    x = torch.randn(300, 6, generator=g) * scales
+    cosine = similarity(x, torch.cat([x, -x]), "cosine")
+    assert torch.isfinite(cosine).all()
+    assert cosine.abs().max().item() <= 1 + 1e-6
+    # Each vector is at cosine 1 with itself and -1 with its opposite, whatever its length.
+    torch.testing.assert_close(cosine[:, :300].diagonal(), torch.ones(300))
+    torch.testing.assert_close(cosine[:, 300:].diagonal(), -torch.ones(300))
+    assert similarity(x, x).abs().max().item() > 1e10  # dot is unbounded
+
+
+@pytest.mark.parametrize("measure", ["euclidean", "Cosine", "", None])
+def test_similarity_rejects_unknown_measure(measure) -> None:
+    with pytest.raises(ValueError, match=r"unknown measure .*choose one of \('dot', 'cosine'\)"):
+        similarity(torch.ones(3), torch.ones(4, 3), measure)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_similarity_rejects_dimension_mismatch(measure: str) -> None:
+    with pytest.raises(ValueError, match="query has dimension 3 but items have 4"):
+        similarity(torch.ones(3), torch.ones(5, 4), measure)
+    with pytest.raises(ValueError, match="query has dimension 2 but items have 4"):
+        similarity(torch.ones(6, 2), torch.ones(5, 4), measure)
+
+
+# ------------------------------------------------------------------- find_movie
+def indexer_with_titles(titles: list[str]) -> Indexer:
+    """An Indexer whose movies (ids 1..n, rows in that order) carry ``titles``."""
+    ds = synthetic_movielens(4, len(titles), 10, seed=0)
+    ds.movies["title"] = titles
+    return Indexer.from_movielens(ds)
+
+
+HEAT_TITLES = [
+    "Toy Story (1995)",
+    "The Heat (1995)",
+    "Heat (1995)",
+    "Heat of the Night (1990)",
+    "GoldenEye (1995)",
+    "Chaos (1999)",
+    "Chaos (1999)",
+]
+
+
+@pytest.fixture
+def heat() -> Indexer:
+    return indexer_with_titles(HEAT_TITLES)
+
+
+def test_find_movie_by_id(heat: Indexer) -> None:
+    assert find_movie(heat, 4) == 4
+    assert find_movie(heat, np.int64(7)) == 7
+    assert isinstance(find_movie(heat, np.int32(1)), int)
+
+
+def test_find_movie_by_case_insensitive_title_piece(heat: Indexer) -> None:
+    assert find_movie(heat, "toy story") == 1
+    assert find_movie(heat, "GOLDENEYE") == 5
+    assert find_movie(heat, "  the heat ") == 2  # surrounding spaces are ignored
+    assert find_movie(heat, "of the night") == 4
+    ds = synthetic_movielens(3, 12, 10, seed=0)
+    idx = Indexer.from_movielens(ds)
+    title = ds.movies.loc[ds.movies["movie_id"] == 11, "title"].item()
+    assert find_movie(idx, title.upper()) == 11
+
+
+def test_exact_title_beats_partial_matches(heat: Indexer) -> None:
+    # "heat (1995)" is also a piece of "The Heat (1995)", but one title is exactly it.
+    assert find_movie(heat, "Heat (1995)") == 3
+    assert find_movie(heat, "hEaT (1995)") == 3
+    with pytest.raises(AmbiguousTitleError, match="'heat' matches 3 titles"):
+        find_movie(heat, "heat")
+
+
+def test_ambiguous_title_lists_the_matches(heat: Indexer) -> None:
+    with pytest.raises(AmbiguousTitleError) as info:
+        find_movie(heat, "Heat")
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    for title in ("The Heat (1995)", "Heat (1995)", "Heat of the Night (1990)"):
+        assert title in message
+    assert "Toy Story" not in message and "movie_id" in message
+    # Two movies with the same exact title: still ambiguous, the id is needed.
+    with pytest.raises(AmbiguousTitleError, match=r"matches 2 titles: Chaos \(1999\); Chaos"):
+        find_movie(heat, "chaos (1999)")
+
+
+def test_ambiguous_title_shows_at_most_ten_matches() -> None:
+    idx = Indexer.from_movielens(synthetic_movielens(3, 25, 10, seed=0))
+    with pytest.raises(AmbiguousTitleError, match=r"matches 25 titles: .*; \.\.\.") as info:
+        find_movie(idx, "synthetic movie")
+    shown = str(info.value).split(": ", 1)[1].split(". Use")[0].split("; ")
+    assert len(shown) == 11 and shown[-1] == "..."
+
+
+def test_find_movie_not_found(heat: Indexer) -> None:
+    with pytest.raises(MovieNotFoundError, match="no movie title contains 'casablanca'") as info:
+        find_movie(heat, "casablanca")
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(MovieNotFoundError, match="there is no movie with movie_id 99"):
+        find_movie(heat, 99)
+    with pytest.raises(MovieNotFoundError, match="movie_id 0"):
+        find_movie(heat, 0)
+
+
+@pytest.mark.parametrize("movie", [None, 3.0, True, "", "   ", [3], b"Heat"])
+def test_find_movie_rejects_bad_types(heat: Indexer, movie) -> None:
+    with pytest.raises(TypeError, match="movie must be a movie_id or a piece of a title, got"):
+        find_movie(heat, movie)
+
+
+# --------------------------------------------------------------- nearest_movies
+def brute_neighbours(emb: torch.Tensor, row: int, measure: str) -> list[tuple[int, float]]:
+    """(row, score) of every other movie, best first, scores from Python loops."""
+    scores = loop_similarity(emb[row].tolist(), emb, measure)
+    others = [(j, scores[j]) for j in range(len(emb)) if j != row]
+    return sorted(others, key=lambda p: -p[1])
+
+
+@pytest.fixture
+def embedded(heat: Indexer) -> tuple[Indexer, torch.Tensor]:
+    g = torch.Generator().manual_seed(4)
+    emb = torch.randn(heat.n_movies, 3, generator=g, dtype=torch.float64)
+    emb[0] *= 10.0  # a long vector: wins under dot, not under cosine
+    return heat, emb
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_nearest_movies_match_brute_force(embedded, measure: str, k: int) -> None:
+    idx, emb = embedded
+    result = nearest_movies(emb, "goldeneye", idx, measure=measure, k=k)
+    assert list(result.columns) == ["movie_id", "title", "score"]
+    assert len(result) == k
+    assert result.attrs["query"] == "GoldenEye (1995)"
+    assert 5 not in set(result["movie_id"])
+    assert result["score"].is_monotonic_decreasing
+    expected = brute_neighbours(emb, 4, measure)[:k]
+    rows = idx.movies.index(result["movie_id"].to_numpy())
+    assert rows.tolist() == [j for j, _ in expected]
+    np.testing.assert_allclose(result["score"], [s for _, s in expected], rtol=1e-12)
+    np.testing.assert_array_equal(result["title"], idx.titles[rows])
+
+
+def test_dot_and_cosine_neighbours_differ_on_long_vectors(embedded) -> None:
+    idx, emb = embedded
+    by_dot = nearest_movies(emb, 2, idx, measure="dot", k=6)
+    by_cos = nearest_movies(emb, 2, idx, measure="cosine", k=6)
+    cos = similarity(emb[1], emb, "cosine")
+    assert by_cos["score"].between(-1 - 1e-12, 1 + 1e-12).all()
+    np.testing.assert_allclose(by_cos["score"], cos[idx.movies.index(by_cos["movie_id"])])
+    assert set(by_dot["movie_id"]) == set(by_cos["movie_id"])  # k = all the others
+    assert by_dot["movie_id"].tolist() != by_cos["movie_id"].tolist()
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_nearest_movies_leave_out_the_query_even_among_twins(heat: Indexer, measure) -> None:
+    emb = torch.zeros(heat.n_movies, 2)
+    emb[:, 0] = torch.linspace(-1.0, 1.0, heat.n_movies)
+    emb[[1, 2, 3]] = torch.tensor([4.0, 1.0])  # three movies with identical embeddings
+    result = nearest_movies(emb, "Heat (1995)", heat, measure=measure, k=4)
+    assert result.attrs["query"] == "Heat (1995)"
+    assert 3 not in set(result["movie_id"])
+    assert set(result["movie_id"][:2]) == {2, 4}  # the twins come first
+    np.testing.assert_allclose(result["score"][:2], similarity(emb[2], emb[[1, 3]], measure))
+
+
+def test_nearest_movies_accepts_ids_and_titles(embedded) -> None:
+    idx, emb = embedded
+    by_id = nearest_movies(emb, 3, idx, k=3)
+    by_title = nearest_movies(emb, "HEAT (1995)", idx, k=3)
+    pd.testing.assert_frame_equal(by_id, by_title)
+    assert by_id.attrs["query"] == "Heat (1995)"
+    with pytest.raises(MovieNotFoundError):
+        nearest_movies(emb, "casablanca", idx)
+    with pytest.raises(AmbiguousTitleError):
+        nearest_movies(emb, "heat", idx)
+
+
+@pytest.mark.parametrize("k", [0, -2, 1.5, "3", None, True])
+def test_nearest_movies_rejects_bad_k(embedded, k) -> None:
+    idx, emb = embedded
+    with pytest.raises(ValueError, match="k must be a positive integer, got"):
+        nearest_movies(emb, 1, idx, k=k)
+
+
+def test_nearest_movies_rejects_unknown_measure(embedded) -> None:
+    idx, emb = embedded
+    with pytest.raises(ValueError, match="unknown measure 'euclid'"):
+        nearest_movies(emb, 1, idx, measure="euclid")
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_nearest_movies_never_returns_the_query_when_k_is_large(embedded, measure) -> None:
+    idx, emb = embedded
+    result = nearest_movies(emb, 3, idx, measure=measure, k=idx.n_movies)
+    assert 3 not in set(result["movie_id"])
+    assert len(result) == idx.n_movies - 1
+    assert np.isfinite(result["score"]).all()
+
+
+# -------------------------------------------------------- recommend by measure
+def brute_recommend(scores: torch.Tensor, watched_rows: set[int], k: int) -> list[int]:
+    unseen = [j for j in range(len(scores)) if j not in watched_rows]
+    return sorted(unseen, key=lambda j: -scores[j].item())[:k]
+
+
+@pytest.fixture
+def long_model(setup):
+    """The biased model with a few long movie vectors, so dot and cosine rank differently."""
+    ds, idx, model = setup
+    with torch.no_grad():
+        model.V[::5] *= 8.0
+    return ds, idx, model
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_recommend_by_measure_matches_brute_force(long_model, measure: str) -> None:
+    ds, idx, model = long_model
+    user = active_user(ds.ratings, idx.n_movies)
+    watched = set(ds.ratings.loc[ds.ratings["user_id"] == user, "movie_id"])
+    watched_rows = set(idx.movies.index(list(watched)).tolist())
+    recs = recommend(model, user, idx, seen=ds.ratings, k=8, measure=measure)
+    assert len(recs) == 8
+    assert not set(recs["movie_id"]) & watched
+    assert recs["score"].is_monotonic_decreasing
+    row = int(idx.users.index(user)[0])
+    U, V = model.U.detach().double(), model.V.detach().double()  # noqa: N806
+    scores = torch.tensor(loop_similarity(U[row].tolist(), V, measure))
+    cols = idx.movies.index(recs["movie_id"].to_numpy())
+    assert cols.tolist() == brute_recommend(scores, watched_rows, 8)
+    np.testing.assert_allclose(recs["score"], scores[cols].numpy(), rtol=1e-5, atol=1e-6)
+    if measure == "cosine":
+        assert recs["score"].abs().max() <= 1 + 1e-6
+
+
+def test_recommend_measures_differ_from_each_other_and_from_the_model(long_model) -> None:
+    ds, idx, model = long_model
+    user = active_user(ds.ratings, idx.n_movies)
+    lists = {
+        m: recommend(model, user, idx, seen=ds.ratings, k=8, measure=m)["movie_id"].tolist()
+        for m in (None, "dot", "cosine")
+    }
+    assert lists["dot"] != lists["cosine"]
+    assert lists[None] != lists["dot"]  # the biases change the ranking
+
+
+def test_recommend_measure_none_ranks_by_score_all(long_model) -> None:
+    ds, idx, model = long_model
+    user = active_user(ds.ratings, idx.n_movies)
+    watched = set(ds.ratings.loc[ds.ratings["user_id"] == user, "movie_id"])
+    recs = recommend(model, user, idx, seen=ds.ratings, k=6, measure=None)
+    pd.testing.assert_frame_equal(recs, recommend(model, user, idx, seen=ds.ratings, k=6))
+    scores = model.score_all(torch.as_tensor(idx.users.index(user)))[0].detach()
+    watched_rows = set(idx.movies.index(list(watched)).tolist())
+    cols = idx.movies.index(recs["movie_id"].to_numpy())
+    assert cols.tolist() == brute_recommend(scores, watched_rows, 6)
+    np.testing.assert_allclose(recs["score"], scores[cols].numpy(), rtol=1e-6)
+
+
+def test_recommend_rejects_unknown_measure(setup) -> None:
+    _, idx, model = setup
+    with pytest.raises(ValueError, match="unknown measure 'pearson'"):
+        recommend(model, int(idx.users.ids_of(0)[0]), idx, measure="pearson")
