@@ -27,23 +27,42 @@ from mfkit.metrics import (
     precision_at_k,
     recall_at_k,
 )
+from mfkit.models import SoftmaxModel
 from mfkit.retrieval import similarity, top_k_unseen
 
-__all__ = ["evaluate_ranking", "scorer", "top_k_for_users"]
+__all__ = ["evaluate_ranking", "popularity_scorer", "scorer", "top_k_for_users"]
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 
 
-def scorer(model: torch.nn.Module, measure: str | None = None) -> Scorer:
+def scorer(
+    model: torch.nn.Module, measure: str | None = None, *, bags: torch.Tensor | None = None
+) -> Scorer:
     """A function ``user_rows -> (len(user_rows), n_movies)`` scores for ``model``.
 
-    ``measure=None`` uses the model's ``score_all`` (e.g. predicted ratings with
-    biases); ``"dot"`` or ``"cosine"`` compare the embeddings ``U`` and ``V``.
+    For matrix factorization, ``measure=None`` uses the model's ``score_all``
+    (e.g. predicted ratings with biases), and ``"dot"`` or ``"cosine"`` compare the
+    embeddings ``U`` and ``V``. A :class:`~mfkit.models.SoftmaxModel` needs the
+    users' ``bags`` (:meth:`mfkit.features.Indexer.bags` of the training data)
+    and scores by its logits, or by ``measure`` between ``psi(x)`` and ``V``.
     """
     device = next(model.parameters()).device
+    if isinstance(model, SoftmaxModel):
+        if bags is None:
+            raise ValueError("a SoftmaxModel is scored from the users' bags: pass bags=")
+        if measure is None:
+            return lambda rows: model(bags[rows].to(device))
+        return lambda rows: similarity(model.user_vectors(bags[rows].to(device)), model.V, measure)
     if measure is None:
         return lambda rows: model.score_all(rows.to(device))
     return lambda rows: similarity(model.U[rows.to(device)], model.V, measure)
+
+
+def popularity_scorer(indexer: Indexer, train: pd.DataFrame) -> Scorer:
+    """The baseline that ignores the user: every movie scores its number of training ratings."""
+    _, movies, _ = indexer.tensors(train)
+    counts = torch.bincount(movies, minlength=indexer.n_movies).float()
+    return lambda rows: counts.expand(len(rows), -1)
 
 
 @torch.no_grad()
@@ -91,8 +110,9 @@ def evaluate_ranking(
     Parameters
     ----------
     score : nn.Module or callable
-        A model (scored through :func:`scorer` with ``measure``) or a function
-        ``user_rows -> (n, n_movies)`` scores.
+        A model (scored through :func:`scorer` with ``measure``; a softmax model
+        gets its input bags from ``train``) or a function ``user_rows -> (n,
+        n_movies)`` scores, such as :func:`popularity_scorer`.
     indexer : Indexer
     train, test : DataFrame
         Ratings; training pairs are never recommended, and test movies rated at
@@ -109,7 +129,8 @@ def evaluate_ranking(
     """
     if isinstance(score, torch.nn.Module):
         score.eval()
-        score = scorer(score, measure)
+        bags = indexer.bags(train) if isinstance(score, SoftmaxModel) else None
+        score = scorer(score, measure, bags=bags)
     liked = test[test["rating"] >= min_rating]
     if liked.empty:
         raise ValueError(f"no test rating is >= min_rating={min_rating}: nothing is relevant")

@@ -11,6 +11,9 @@ computed two ways that give the same number:
 :func:`observed_mse` is the gathered loss of any model, in the form the training
 loop (:func:`mfkit.train.fit`) expects: ``loss(model, users, movies, ratings)``.
 
+Introduced in chapter 5: :func:`softmax_loss`, the cross-entropy of the softmax
+model on held-out movies of each user's bag.
+
 Introduced in chapter 4: the regularizers :func:`l2_regularizer` and
 :func:`gravity` (in closed form), and :func:`regularized_mse`, the objective
 ``MSE_obs + lambda_r r(U, V) + lambda_g g(U, V)``.
@@ -29,6 +32,7 @@ __all__ = [
     "mse_gathered",
     "observed_mse",
     "regularized_mse",
+    "softmax_loss",
 ]
 
 
@@ -149,3 +153,31 @@ def regularized_mse(
     if lambda_g:
         loss = loss + lambda_g * gravity(model.U, model.V)
     return loss
+
+
+def softmax_loss(
+    model: torch.nn.Module,
+    users: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bags: torch.Tensor,
+) -> torch.Tensor:
+    """Cross-entropy of predicting ``targets`` from each user's bag *without* the target.
+
+    One example is a (user row, movie row) pair from the training data: the
+    input is row ``users[k]`` of ``bags`` with ``targets[k]`` removed (so the model
+    cannot just copy its input), and the label is ``targets[k]``. Pass it to
+    ``fit`` as ``functools.partial(softmax_loss, bags=bags)``.
+
+    Examples
+    --------
+    >>> from mfkit.models import SoftmaxModel
+    >>> model = SoftmaxModel(4, dim=2, seed=0)
+    >>> bags = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    >>> loss = softmax_loss(model, torch.tensor([0]), torch.tensor([1]), bags=bags)
+    >>> bool(loss > 0)
+    True
+    """
+    inputs = bags[users]  # advanced indexing copies
+    inputs[torch.arange(len(users)), targets] = 0.0
+    return F.cross_entropy(model(inputs), targets)

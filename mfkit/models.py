@@ -4,15 +4,19 @@ Every model scores ``(user row, movie row)`` pairs with ``forward`` and all movi
 for some users with ``score_all``, so the training loop (:mod:`mfkit.train`) and
 retrieval (:mod:`mfkit.retrieval`) work with any of them.
 
-Introduced in chapter 2: :class:`MatrixFactorization`.
+Introduced in chapter 2: :class:`MatrixFactorization`; chapter 5:
+:class:`SoftmaxModel`, which scores all movies for users described by the bags
+of movies they rated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-__all__ = ["MatrixFactorization"]
+__all__ = ["MatrixFactorization", "SoftmaxModel"]
 
 
 class MatrixFactorization(nn.Module):
@@ -125,3 +129,110 @@ class MatrixFactorization(nn.Module):
         if clip and self.rating_range is not None:
             pred = pred.clamp(*self.rating_range)
         return pred
+
+
+class SoftmaxModel(nn.Module):
+    """Softmax recommender: a user is a function of the movies they rated.
+
+    The input is a *bag* of movies, a row of a ``(n_users, n_movies)`` 0/1
+    matrix such as :meth:`mfkit.features.Indexer.bags`. The bag is pooled into one
+    vector through the movie input embeddings (``mean`` or ``sum``), optional
+    user features are appended, and ``psi`` (hidden layers with ReLU, or none)
+    maps the result to a query vector in the output embedding space. The logits
+    are ``psi(x) V^T``, one per movie; a softmax over them gives the probability
+    that the user watches each movie.
+
+    Parameters
+    ----------
+    n_movies : int
+    dim : int
+        Size of the movie embeddings and of ``psi``'s output.
+    hidden : sequence of int
+        Sizes of the hidden layers of ``psi``; ``()`` for none (``psi`` is the
+        identity, or one linear layer when there are user features).
+    pooling : {"mean", "sum"}
+    share_embeddings : bool
+        Use one embedding table for the input bag and the output layer (as in
+        the Google course), or two.
+    n_features : int
+        Number of extra user features appended to the pooled bag.
+    init_std : float
+        Standard deviation of the normal initialisation of the embeddings.
+    seed : int or None
+
+    Examples
+    --------
+    >>> model = SoftmaxModel(5, dim=4, hidden=(8,), seed=0)
+    >>> bags = torch.tensor([[1.0, 1.0, 0, 0, 0], [0, 0, 0, 0, 1.0]])
+    >>> model(bags).shape
+    torch.Size([2, 5])
+    """
+
+    def __init__(
+        self,
+        n_movies: int,
+        dim: int = 32,
+        *,
+        hidden: Sequence[int] = (),
+        pooling: str = "mean",
+        share_embeddings: bool = True,
+        n_features: int = 0,
+        init_std: float = 0.1,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if n_movies < 1 or dim < 1:
+            raise ValueError(f"n_movies and dim must be at least 1, got {n_movies} and {dim}")
+        if pooling not in ("mean", "sum"):
+            raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
+        if any(h < 1 for h in hidden) or n_features < 0:
+            raise ValueError(
+                f"hidden sizes must be >= 1 and n_features >= 0, got {hidden}, {n_features}"
+            )
+        self.pooling = pooling
+        self.n_features = n_features
+        # Seed torch's global generator (used by nn.Linear) without disturbing it outside.
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.input_embedding = nn.Parameter(torch.randn(n_movies, dim) * init_std)
+            self.output_embedding = (
+                self.input_embedding
+                if share_embeddings
+                else nn.Parameter(torch.randn(n_movies, dim) * init_std)
+            )
+            sizes = [dim + n_features, *hidden]
+            layers: list[nn.Module] = []
+            for size_in, size_out in zip(sizes[:-1], sizes[1:], strict=True):
+                layers += [nn.Linear(size_in, size_out), nn.ReLU()]
+            if hidden or n_features:
+                layers.append(nn.Linear(sizes[-1], dim))
+            self.psi = nn.Sequential(*layers)
+
+    @property
+    def V(self) -> torch.Tensor:  # noqa: N802 - the course's notation
+        """Output movie embeddings, shape ``(n_movies, dim)``."""
+        return self.output_embedding
+
+    def user_vectors(
+        self, bags: torch.Tensor, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``psi(x)`` for each bag: the query vectors, shape ``(n, dim)``."""
+        if bags.ndim != 2 or bags.shape[1] != len(self.input_embedding):
+            raise ValueError(
+                f"bags must have shape (n, {len(self.input_embedding)}), got {tuple(bags.shape)}"
+            )
+        pooled = bags @ self.input_embedding
+        if self.pooling == "mean":
+            pooled = pooled / bags.sum(dim=1, keepdim=True).clamp(min=1)
+        if self.n_features:
+            if features is None or features.shape != (len(bags), self.n_features):
+                raise ValueError(
+                    f"the model expects features of shape ({len(bags)}, {self.n_features})"
+                )
+            pooled = torch.cat([pooled, features], dim=1)
+        return self.psi(pooled)
+
+    def forward(self, bags: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of every movie for each bag: ``(n, n_movies)``."""
+        return self.user_vectors(bags, features) @ self.V.T

@@ -4,9 +4,13 @@ Introduced in chapter 2 (:func:`recommend`) and chapter 3 (:func:`similarity`,
 :func:`find_movie`, :func:`nearest_movies`, dot versus cosine). Any model with a
 ``score_all(user_rows) -> (n_users, n_movies)`` method works with
 :func:`recommend`; the ``measure`` option also needs its embeddings ``U`` and ``V``.
+Chapter 5 adds :func:`recommend_from_movies` for a new user given a few liked
+movies, with a model that scores bags of movies.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +25,7 @@ __all__ = [
     "find_movie",
     "nearest_movies",
     "recommend",
+    "recommend_from_movies",
     "similarity",
     "top_k_unseen",
 ]
@@ -239,3 +244,45 @@ def recommend(
             "score": values[0][keep].numpy(),
         }
     )
+
+
+@torch.no_grad()
+def recommend_from_movies(
+    model: torch.nn.Module,
+    movies: Sequence[int | str],
+    indexer: Indexer,
+    *,
+    k: int = 10,
+) -> pd.DataFrame:
+    """Top-``k`` movies for a *new* user described only by movies they liked.
+
+    For models that score a bag of movies, such as
+    :class:`mfkit.models.SoftmaxModel`: no user id and no retraining. ``movies``
+    are ids or pieces of titles (see :func:`find_movie`); they are left out of
+    the result, and the frame's ``attrs["liked"]`` lists the matched titles.
+
+    Returns
+    -------
+    DataFrame with ``movie_id, title, score``, best first.
+    """
+    _check_k(k)
+    if len(movies) == 0:
+        raise ValueError("give at least one movie the new user liked")
+    rows = indexer.movies.index([find_movie(indexer, movie) for movie in movies])
+    bag = torch.zeros(1, indexer.n_movies)
+    bag[0, rows] = 1.0
+    model.eval()
+    device = next(model.parameters()).device
+    scores = model(bag.to(device)).cpu()
+    values, cols = top_k_unseen(scores, bag.bool(), k)
+    keep = torch.isfinite(values[0])
+    cols = cols[0][keep].numpy()
+    result = pd.DataFrame(
+        {
+            "movie_id": indexer.movies.ids_of(cols),
+            "title": indexer.titles[cols],
+            "score": values[0][keep].numpy(),
+        }
+    )
+    result.attrs["liked"] = list(indexer.titles[rows])
+    return result
