@@ -183,6 +183,9 @@ class SoftmaxModel(nn.Module):
         super().__init__()
         if n_movies < 1 or dim < 1:
             raise ValueError(f"n_movies and dim must be at least 1, got {n_movies} and {dim}")
+        hidden = tuple(hidden)
+        if init_std < 0:
+            raise ValueError(f"init_std must be >= 0, got {init_std}")
         if pooling not in ("mean", "sum"):
             raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
         if any(h < 1 for h in hidden) or n_features < 0:
@@ -225,6 +228,8 @@ class SoftmaxModel(nn.Module):
         pooled = bags @ self.input_embedding
         if self.pooling == "mean":
             pooled = pooled / bags.sum(dim=1, keepdim=True).clamp(min=1)
+        if features is not None and not self.n_features:
+            raise ValueError("features given, but the model was built with n_features=0")
         if self.n_features:
             if features is None or features.shape != (len(bags), self.n_features):
                 raise ValueError(

@@ -266,6 +266,8 @@ def recommend_from_movies(
     DataFrame with ``movie_id, title, score``, best first.
     """
     _check_k(k)
+    if isinstance(movies, str | int):
+        raise TypeError("movies must be a list of ids or titles, e.g. ['Toy Story']")
     if len(movies) == 0:
         raise ValueError("give at least one movie the new user liked")
     rows = indexer.movies.index([find_movie(indexer, movie) for movie in movies])

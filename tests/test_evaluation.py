@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from mfkit.data import synthetic_movielens
-from mfkit.evaluation import evaluate_ranking, scorer, top_k_for_users
+from mfkit.evaluation import evaluate_ranking, popularity_scorer, scorer, top_k_for_users
 from mfkit.features import IdIndex, Indexer
-from mfkit.models import MatrixFactorization
+from mfkit.models import MatrixFactorization, SoftmaxModel
 from mfkit.retrieval import similarity
 
 METRICS = ["precision", "recall", "ndcg", "hit_rate", "coverage", "popularity"]
@@ -308,3 +309,193 @@ def test_top_k_for_users_with_repeated_users() -> None:
         2,
     )
     assert top.tolist() == [[2, 1], [2, 1]]
+
+
+# ------------------------------------------------------------------ softmax model
+@pytest.fixture(scope="module")
+def softmax_case():
+    ds = synthetic_movielens(40, 60, 900, seed=5)
+    idx = Indexer.from_movielens(ds)
+    ratings = ds.ratings.sample(frac=1.0, random_state=0)
+    return idx, ratings.iloc[:700], ratings.iloc[700:]
+
+
+def make_softmax(n_movies: int, pooling: str) -> SoftmaxModel:
+    # Unshared tables with a large scale: scores vary a lot between movies and users.
+    return SoftmaxModel(
+        n_movies, 4, hidden=(6,), pooling=pooling, share_embeddings=False, init_std=1.0, seed=1
+    )
+
+
+def brute_softmax_scores(
+    model: SoftmaxModel, indexer: Indexer, train: pd.DataFrame, measure: str | None
+) -> np.ndarray:
+    """Scores of every (user, movie) row pair from Python sets of training movies, in float64."""
+    emb = model.input_embedding.detach().double()
+    V = model.V.detach().double()  # noqa: N806
+    psi = copy.deepcopy(model.psi).double()
+    user_row = {u: i for i, u in enumerate(indexer.users.ids.tolist())}
+    movie_row = {m: j for j, m in enumerate(indexer.movies.ids.tolist())}
+    watched: dict[int, set[int]] = {}
+    for u, m in zip(train["user_id"], train["movie_id"], strict=True):
+        watched.setdefault(user_row[u], set()).add(movie_row[m])
+    scores = np.zeros((indexer.n_users, indexer.n_movies))
+    for i in range(indexer.n_users):
+        rows = sorted(watched.get(i, set()))
+        pooled = torch.zeros(emb.shape[1], dtype=torch.float64)
+        for j in rows:
+            pooled += emb[j]
+        if model.pooling == "mean" and rows:
+            pooled /= len(rows)
+        with torch.no_grad():
+            query = psi(pooled[None])[0]
+        for j in range(indexer.n_movies):
+            dot = float(query @ V[j])
+            if measure == "cosine":
+                dot /= float(query.norm() * V[j].norm())
+            scores[i, j] = dot
+    return scores
+
+
+@pytest.mark.parametrize("measure", [None, "dot", "cosine"])
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_softmax_metrics_match_brute_force(softmax_case, pooling: str, measure) -> None:
+    idx, train, test = softmax_case
+    model = make_softmax(idx.n_movies, pooling)
+    model.train()
+    result = evaluate_ranking(model, idx, train, test, k=5, measure=measure)
+    assert not model.training
+    expected = brute_evaluate(
+        brute_softmax_scores(model, idx, train, measure), idx, train, test, 5, 4
+    )
+    assert_matches(result, expected)
+    assert 0 < result["users"] < idx.n_users and 0 < result["hit_rate@5"] <= 1
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_softmax_model_is_scored_from_the_training_bags(softmax_case, pooling: str) -> None:
+    idx, train, test = softmax_case
+    model = make_softmax(idx.n_movies, pooling)
+    bags = idx.bags(train)
+    for k in (1, 10):
+        by_model = evaluate_ranking(model, idx, train, test, k=k)
+        by_hand = evaluate_ranking(lambda rows: model(bags[rows]), idx, train, test, k=k)
+        pd.testing.assert_series_equal(by_model, by_hand)
+    # Bags of every rating (test included) are a different input: the lists change.
+    everything = idx.bags(pd.concat([train, test]))
+    leaky = evaluate_ranking(lambda rows: model(everything[rows]), idx, train, test, k=10)
+    assert leaky["popularity@10"] != by_model["popularity@10"]
+
+
+def test_softmax_model_never_recommends_training_movies(tiny: Indexer) -> None:
+    # Sum pooling with E ~ 3 I (shared): each user's training movies get the top logits.
+    model = SoftmaxModel(6, 6, pooling="sum", share_embeddings=True, seed=0)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.input_embedding.copy_(3.0 * torch.eye(6) + 0.1 * torch.rand(6, 6, generator=g))
+    bags = tiny.bags(TINY_TRAIN)
+    logits = model(bags).detach()
+    best = logits.argmax(dim=1)
+    assert (bags[torch.arange(4), best] == 1).all()  # everyone's best is a training movie
+    seen_users, seen_movies, _ = tiny.tensors(TINY_TRAIN)
+    top = top_k_for_users(
+        scorer(model, bags=bags), torch.arange(4), seen_users, seen_movies, 6, k=5
+    )
+    train_pairs = set(zip(seen_users.tolist(), seen_movies.tolist(), strict=True))
+    for i in range(4):
+        listed = [j for j in top[i].tolist() if j >= 0]
+        assert len(listed) == 6 - sum(1 for (u, _) in train_pairs if u == i)
+        assert not any((i, j) in train_pairs for j in listed)
+    result = evaluate_ranking(model, tiny, TINY_TRAIN, TINY_TEST, k=2)
+    assert_matches(result, brute_evaluate(logits.numpy(), tiny, TINY_TRAIN, TINY_TEST, 2, 4))
+
+
+def test_scorer_of_a_softmax_model(softmax_case) -> None:
+    idx, train, _ = softmax_case
+    model = make_softmax(idx.n_movies, "mean")
+    bags = idx.bags(train)
+    rows = torch.tensor([5, 0, 5, 33])
+    with pytest.raises(ValueError, match="bags"):
+        scorer(model)
+    with pytest.raises(ValueError, match="bags"):
+        scorer(model, "cosine")
+    with torch.no_grad():
+        logits = scorer(model, bags=bags)(rows)
+        assert logits.shape == (4, idx.n_movies)
+        torch.testing.assert_close(logits, model(bags[rows]))
+        torch.testing.assert_close(scorer(model, "dot", bags=bags)(rows), logits)
+        query = model.user_vectors(bags[rows])
+        cosine = scorer(model, "cosine", bags=bags)(rows)
+        torch.testing.assert_close(cosine, similarity(query, model.V, "cosine"))
+        unit_q = query / query.norm(dim=1, keepdim=True)
+        unit_v = model.V / model.V.norm(dim=1, keepdim=True)
+        torch.testing.assert_close(cosine, unit_q @ unit_v.T)
+        assert cosine.abs().max() <= 1 + 1e-6
+        assert not torch.equal(cosine.argsort(dim=1), logits.argsort(dim=1))
+    with pytest.raises(ValueError, match="unknown measure 'manhattan'"):
+        scorer(model, "manhattan", bags=bags)(rows)
+
+
+# --------------------------------------------------------------- popularity baseline
+# Training counts per movie row: [2, 0, 4, 0, 3, 1] (rows 1 and 3 tie, but never at a cut).
+POP_TRAIN = pd.DataFrame(
+    {
+        "user_id": [10, 20, 30, 40, 20, 30, 40, 30, 40, 40],
+        "movie_id": [103, 103, 103, 103, 105, 105, 105, 101, 101, 106],
+        "rating": [3, 4, 5, 2, 4, 4, 3, 5, 1, 4],
+    }
+)
+POP_TEST = pd.DataFrame(
+    {
+        "user_id": [10, 10, 10, 20, 20, 30],
+        "movie_id": [105, 102, 103, 106, 104, 102],
+        "rating": [5, 4, 5, 4, 2, 3],
+    }
+)
+
+
+def test_popularity_scorer_counts_training_ratings(tiny: Indexer) -> None:
+    score = popularity_scorer(tiny, POP_TRAIN)
+    counts = [0.0] * tiny.n_movies
+    for movie_id in POP_TRAIN["movie_id"]:
+        counts[int(tiny.movies.index(movie_id)[0])] += 1
+    assert counts == [2, 0, 4, 0, 3, 1]
+    rows = torch.tensor([3, 0, 0])
+    scores = score(rows)
+    assert scores.shape == (3, tiny.n_movies)
+    assert scores.tolist() == [counts] * 3  # the same for every user
+    assert score(torch.tensor([1])).tolist() == [counts]
+
+
+def test_popularity_ranking_hand_computed(tiny: Indexer) -> None:
+    # Top 2 unseen by count [2, 0, 4, 0, 3, 1]:
+    #   user 10 saw {2} -> [4, 0]; relevant {4, 1, 2} -> hit at rank 0
+    #   user 20 saw {2, 4} -> [0, 5]; relevant {5} -> hit at rank 1
+    #   user 30: no test rating >= 4 -> left out
+    result = evaluate_ranking(popularity_scorer(tiny, POP_TRAIN), tiny, POP_TRAIN, POP_TEST, k=2)
+    d = 1 / math.log2(3)
+    expected = {
+        "users": 2,
+        "precision@2": (1 / 2 + 1 / 2) / 2,
+        "recall@2": (1 / 3 + 1) / 2,
+        "ndcg@2": (1 / (1 + d) + d) / 2,
+        "hit_rate@2": 1.0,
+        "coverage@2": 3 / 6,  # rows {0, 4, 5}
+        "popularity@2": (3 + 2 + 2 + 1) / 4,
+    }
+    assert_matches(result, expected)
+    counts = np.array([[2, 0, 4, 0, 3, 1]] * tiny.n_users, dtype=float)
+    assert_matches(result, brute_evaluate(counts, tiny, POP_TRAIN, POP_TEST, 2, 4))
+
+
+def test_popularity_matches_brute_force_on_synthetic_data(softmax_case) -> None:
+    idx, train, test = softmax_case
+    score = popularity_scorer(idx, train)
+    counts = train["movie_id"].value_counts().reindex(idx.movies.ids, fill_value=0)
+    np.testing.assert_array_equal(score(torch.tensor([0]))[0].numpy(), counts.to_numpy())
+    # Break the many ties the same way in both: add a tiny, distinct offset per movie.
+    offset = torch.linspace(0, 0.5, idx.n_movies)
+    result = evaluate_ranking(lambda rows: score(rows) + offset, idx, train, test, k=5)
+    scores = np.tile(counts.to_numpy() + offset.numpy(), (idx.n_users, 1))
+    assert_matches(result, brute_evaluate(scores, idx, train, test, 5, 4))
+    assert result["coverage@5"] < 0.5  # everyone gets nearly the same list

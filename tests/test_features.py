@@ -164,3 +164,53 @@ def test_indexer_from_frames_missing_columns() -> None:
     ds.users = ds.users.rename(columns={"user_id": "uid"})
     with pytest.raises(KeyError, match="user_id"):
         Indexer.from_movielens(ds)
+
+
+# ------------------------------------------------------------------------ bags
+def test_bags_equal_a_brute_force_loop(small) -> None:
+    idx = Indexer.from_movielens(small)
+    ratings = small.ratings.iloc[::2]  # some users and movies have no rating here
+    bags = idx.bags(ratings)
+    assert bags.shape == (idx.n_users, idx.n_movies) == (30, 40)
+    assert bags.dtype == torch.float32
+    expected = torch.zeros(idx.n_users, idx.n_movies)
+    user_ids, movie_ids = idx.users.ids.tolist(), idx.movies.ids.tolist()
+    for u, m in zip(ratings["user_id"], ratings["movie_id"], strict=True):
+        expected[user_ids.index(u), movie_ids.index(m)] = 1.0
+    assert torch.equal(bags, expected)
+    assert int(bags.sum()) == len(ratings)  # the synthetic pairs are unique
+    assert (bags.sum(dim=1) == 0).any()  # users without ratings get an empty bag
+
+
+def test_bags_follow_the_indexer_rows_not_the_ids() -> None:
+    idx = Indexer(
+        IdIndex([7, 3], "user"), IdIndex([30, 10, 20], "movie"), np.array(["a", "b", "c"])
+    )
+    ratings = pd.DataFrame({"user_id": [3, 7, 3], "movie_id": [10, 20, 30], "rating": [1, 5, 3]})
+    assert idx.bags(ratings).tolist() == [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+
+
+def test_bags_are_zero_one_even_with_repeated_ratings() -> None:
+    idx = Indexer(IdIndex([1, 2], "user"), IdIndex([5, 6, 7], "movie"), np.array(["a", "b", "c"]))
+    ratings = pd.DataFrame(
+        {"user_id": [1, 1, 1, 2, 1], "movie_id": [6, 6, 5, 7, 6], "rating": [4, 2, 1, 5, 3]}
+    )
+    bags = idx.bags(ratings)
+    assert bags.tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    assert bags.max().item() == 1.0
+
+
+def test_bags_of_no_ratings_are_empty_and_unknown_ids_raise() -> None:
+    idx = Indexer(IdIndex([1, 2], "user"), IdIndex([5, 6], "movie"), np.array(["a", "b"]))
+    empty = pd.DataFrame({"user_id": [], "movie_id": [], "rating": []}, dtype=np.int64)
+    assert torch.equal(idx.bags(empty), torch.zeros(2, 2))
+    unknown = pd.DataFrame({"user_id": [1], "movie_id": [9], "rating": [3]})
+    with pytest.raises(UnknownIdError, match=r"unknown movie id\(s\): 9"):
+        idx.bags(unknown)
+
+
+def test_bags_leave_the_ratings_alone(small) -> None:
+    idx = Indexer.from_movielens(small)
+    before = small.ratings.copy()
+    idx.bags(small.ratings)
+    pd.testing.assert_frame_equal(small.ratings, before)

@@ -9,7 +9,7 @@ import torch
 
 from mfkit.data import synthetic_movielens
 from mfkit.features import Indexer, UnknownIdError
-from mfkit.models import MatrixFactorization
+from mfkit.models import MatrixFactorization, SoftmaxModel
 from mfkit.retrieval import (
     MEASURES,
     AmbiguousTitleError,
@@ -17,6 +17,7 @@ from mfkit.retrieval import (
     find_movie,
     nearest_movies,
     recommend,
+    recommend_from_movies,
     similarity,
     top_k_unseen,
 )
@@ -507,3 +508,92 @@ def test_recommend_rejects_unknown_measure(setup) -> None:
     _, idx, model = setup
     with pytest.raises(ValueError, match="unknown measure 'pearson'"):
         recommend(model, int(idx.users.ids_of(0)[0]), idx, measure="pearson")
+
+
+# ------------------------------------------------------- recommend_from_movies
+@pytest.fixture
+def bag_model(heat: Indexer) -> tuple[Indexer, SoftmaxModel]:
+    return heat, SoftmaxModel(heat.n_movies, 3, hidden=(5,), init_std=1.0, seed=0)
+
+
+def logits_of(model: SoftmaxModel, rows: list[int], n_movies: int) -> torch.Tensor:
+    bag = torch.zeros(1, n_movies)
+    for row in rows:
+        bag[0, row] = 1.0
+    with torch.no_grad():
+        return model(bag)[0]
+
+
+@pytest.mark.parametrize("liked", [[3], [1, 5], [2, 4, 7]])
+def test_recommend_from_movies_matches_brute_force(bag_model, liked: list[int]) -> None:
+    idx, model = bag_model
+    recs = recommend_from_movies(model, liked, idx, k=3)
+    assert list(recs.columns) == ["movie_id", "title", "score"]
+    assert len(recs) == 3 and recs["movie_id"].is_unique
+    assert not set(recs["movie_id"]) & set(liked)
+    assert recs["score"].is_monotonic_decreasing
+    rows = idx.movies.index(liked).tolist()
+    scores = logits_of(model, rows, idx.n_movies)
+    cols = idx.movies.index(recs["movie_id"].to_numpy())
+    assert cols.tolist() == brute_recommend(scores, set(rows), 3)
+    np.testing.assert_allclose(recs["score"], scores[cols].numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(recs["title"], idx.titles[cols])
+    assert recs.attrs["liked"] == [HEAT_TITLES[r] for r in rows]
+
+
+def test_recommend_from_movies_depends_on_the_liked_movies(bag_model) -> None:
+    idx, model = bag_model
+    lists = [recommend_from_movies(model, [m], idx, k=6) for m in (1, 4)]
+    assert lists[0]["score"].tolist() != lists[1]["score"].tolist()
+
+
+def test_recommend_from_movies_accepts_titles_and_ids(bag_model) -> None:
+    idx, model = bag_model
+    by_title = recommend_from_movies(model, ["toy story", "Heat (1995)"], idx, k=4)
+    by_id = recommend_from_movies(model, [1, np.int64(3)], idx, k=4)
+    mixed = recommend_from_movies(model, ["GOLDENEYE", 3], idx, k=4)
+    pd.testing.assert_frame_equal(by_title, by_id)
+    assert by_title.attrs["liked"] == ["Toy Story (1995)", "Heat (1995)"]
+    assert by_id.attrs["liked"] == ["Toy Story (1995)", "Heat (1995)"]
+    assert mixed.attrs["liked"] == ["GoldenEye (1995)", "Heat (1995)"]
+    assert not {1, 3} & set(by_title["movie_id"]) and not {3, 5} & set(mixed["movie_id"])
+
+
+def test_recommend_from_movies_returns_only_the_movies_left(bag_model) -> None:
+    idx, model = bag_model
+    recs = recommend_from_movies(model, [1, 2], idx, k=50)
+    assert len(recs) == idx.n_movies - 2
+    assert set(recs["movie_id"]) == {3, 4, 5, 6, 7}
+    assert np.isfinite(recs["score"]).all()
+    everything = recommend_from_movies(model, list(range(1, 8)), idx, k=3)
+    assert len(everything) == 0 and list(everything.columns) == ["movie_id", "title", "score"]
+
+
+def test_recommend_from_movies_errors(bag_model) -> None:
+    idx, model = bag_model
+    with pytest.raises(ValueError, match="give at least one movie"):
+        recommend_from_movies(model, [], idx)
+    with pytest.raises(MovieNotFoundError, match="no movie title contains 'Jaws'"):
+        recommend_from_movies(model, [1, "Jaws"], idx)
+    with pytest.raises(MovieNotFoundError, match="there is no movie with movie_id 99"):
+        recommend_from_movies(model, [99], idx)
+    with pytest.raises(AmbiguousTitleError, match="'chaos' matches 2 titles"):
+        recommend_from_movies(model, ["chaos"], idx)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        recommend_from_movies(model, [1], idx, k=0)
+
+
+def test_recommend_from_movies_leaves_model_in_eval_mode_without_gradients(bag_model) -> None:
+    idx, model = bag_model
+    model.train()
+    recs = recommend_from_movies(model, [2], idx, k=2)
+    assert not model.training
+    assert recs["score"].dtype == np.float32
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_recommend_from_movies_with_a_mean_pooling_model_ignores_repeats(bag_model) -> None:
+    idx, model = bag_model
+    once = recommend_from_movies(model, [2, 4], idx, k=5)
+    twice = recommend_from_movies(model, [2, "Heat of the Night", 4], idx, k=5)
+    pd.testing.assert_frame_equal(once, twice)
