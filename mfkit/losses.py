@@ -11,12 +11,12 @@ computed two ways that give the same number:
 :func:`observed_mse` is the gathered loss of any model, in the form the training
 loop (:func:`mfkit.train.fit`) expects: ``loss(model, users, movies, ratings)``.
 
-Introduced in chapter 5: :func:`softmax_loss`, the cross-entropy of the softmax
-model on held-out movies of each user's bag.
-
 Introduced in chapter 4: the regularizers :func:`l2_regularizer` and
 :func:`gravity` (in closed form), and :func:`regularized_mse`, the objective
 ``MSE_obs + lambda_r r(U, V) + lambda_g g(U, V)``.
+
+Introduced in chapter 5: :func:`softmax_loss`, the cross-entropy of the softmax
+model on held-out movies of each user's bag.
 """
 
 from __future__ import annotations

@@ -145,16 +145,7 @@ def nearest_movies(
     scores = similarity(embeddings[row], embeddings, measure).cpu()
     itself = torch.zeros(1, len(scores), dtype=torch.bool)
     itself[0, row] = True
-    values, cols = top_k_unseen(scores[None], itself, k)
-    keep = torch.isfinite(values[0])  # k >= n_movies: drop the masked movie itself
-    values, cols = values[0][keep], cols[0][keep].numpy()
-    result = pd.DataFrame(
-        {
-            "movie_id": indexer.movies.ids_of(cols),
-            "title": indexer.titles[cols],
-            "score": values.numpy(),
-        }
-    )
+    result = _top_movies(scores[None], itself, k, indexer)
     result.attrs["query"] = indexer.titles[row]
     return result
 
@@ -187,6 +178,23 @@ def top_k_unseen(
     if seen is not None:
         scores = scores.masked_fill(seen, float("-inf"))
     return torch.topk(scores, k, dim=-1)
+
+
+def _top_movies(scores: torch.Tensor, mask: torch.Tensor, k: int, indexer: Indexer) -> pd.DataFrame:
+    """The ``k`` best unmasked movies of one row of scores, as ``movie_id, title, score``.
+
+    Masked movies never appear, even when fewer than ``k`` are left.
+    """
+    values, cols = top_k_unseen(scores, mask, k)
+    keep = torch.isfinite(values[0])
+    cols = cols[0][keep].numpy()
+    return pd.DataFrame(
+        {
+            "movie_id": indexer.movies.ids_of(cols),
+            "title": indexer.titles[cols],
+            "score": values[0][keep].numpy(),
+        }
+    )
 
 
 @torch.no_grad()
@@ -234,16 +242,7 @@ def recommend(
     if seen is not None:
         watched = seen.loc[seen["user_id"] == user_id, "movie_id"].to_numpy()
         mask[0, indexer.movies.index(watched)] = True
-    values, cols = top_k_unseen(scores, mask, k)
-    keep = torch.isfinite(values[0])
-    cols = cols[0][keep].numpy()
-    return pd.DataFrame(
-        {
-            "movie_id": indexer.movies.ids_of(cols),
-            "title": indexer.titles[cols],
-            "score": values[0][keep].numpy(),
-        }
-    )
+    return _top_movies(scores, mask, k, indexer)
 
 
 @torch.no_grad()
@@ -276,15 +275,6 @@ def recommend_from_movies(
     model.eval()
     device = next(model.parameters()).device
     scores = model(bag.to(device)).cpu()
-    values, cols = top_k_unseen(scores, bag.bool(), k)
-    keep = torch.isfinite(values[0])
-    cols = cols[0][keep].numpy()
-    result = pd.DataFrame(
-        {
-            "movie_id": indexer.movies.ids_of(cols),
-            "title": indexer.titles[cols],
-            "score": values[0][keep].numpy(),
-        }
-    )
+    result = _top_movies(scores, bag.bool(), k, indexer)
     result.attrs["liked"] = list(indexer.titles[rows])
     return result
