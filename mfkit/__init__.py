@@ -1,8 +1,13 @@
 """mfkit: tested building blocks for the course *Recommender Systems with PyTorch*.
 
 Modules, one job each: :mod:`mfkit.data` (MovieLens and synthetic data),
-:mod:`mfkit.splits` (train/test splits), :mod:`mfkit.metrics` (rating and ranking
-metrics), :mod:`mfkit.cli` (the ``mfkit`` command).
+:mod:`mfkit.splits` (train/test splits), :mod:`mfkit.features` (ids to rows, side
+features), :mod:`mfkit.models` (the recommendation models), :mod:`mfkit.losses`,
+:mod:`mfkit.train` (one training loop), :mod:`mfkit.metrics` (rating and ranking
+metrics), :mod:`mfkit.evaluation` (ranking evaluation), :mod:`mfkit.retrieval`
+(recommendations), :mod:`mfkit.embeddings` and :mod:`mfkit.plots` (inspecting
+models), :mod:`mfkit.measure` (time and memory), :mod:`mfkit.saving` (saved
+models) and :mod:`mfkit.cli` (the ``mfkit`` command).
 """
 
 __version__ = "0.1.0"

@@ -1,24 +1,187 @@
 """The ``mfkit`` command line.
 
-Chapter 1 adds ``mfkit data``; later chapters add ``recommend``, ``evaluate``,
-``train`` and ``menu``.
+Chapter 1 adds ``mfkit data``; chapter 6 adds recommendations from the feature
+models: ``recommend``, ``evaluate``, ``train`` and the interactive ``menu``.
+
+Two models serve the commands: the *hybrid* model (user and movie ids plus side
+features) for users who are in the data, and the *demographics* model for a new
+user known only by age, gender, occupation and zip code. Each is trained once,
+saved under ``$MFKIT_CACHE_DIR/models`` (default: the OS cache folder) and loaded
+by later commands; a command that needs a model that is not saved yet trains it
+first, with a progress bar.
 
 Examples
 --------
 .. code-block:: console
 
-    $ mfkit data                 # where ML-100K is, checksums, sizes
-    $ mfkit data --variant ml-1m # downloads ML-1M (about 6 MB) if needed
+    $ mfkit data                               # where ML-100K is, checksums, sizes
+    $ mfkit train                              # train and save both models (~30 s)
+    $ mfkit recommend --user 265 -k 5          # an existing user
+    $ mfkit recommend --age 24 --gender M --occupation entertainment --zip 10003 -k 5
+    $ mfkit recommend --user 265 --json        # for scripts
+    $ mfkit evaluate --split u1                # RMSE and MAE on the u1 test set
+    $ mfkit menu                               # the interactive menu
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
 
 from mfkit import __version__, data
+from mfkit.features import Indexer, SideFeatures, UnknownCategoryError, UnknownIdError
+from mfkit.losses import observed_mse
+from mfkit.metrics import mae, rmse
+from mfkit.models import DemographicsModel, HybridModel
+from mfkit.retrieval import recommend, recommend_new_user
+from mfkit.saving import ModelFileError, SavedModel, load_model, save_model
+from mfkit.splits import random_split
+from mfkit.train import fit, rating_rmse
+
+#: How the command line trains its two models: the settings chosen in chapter 6.
+RECIPES: dict[str, dict] = {
+    "hybrid": {
+        "model": {"dim": 128, "hidden": (128, 64, 32), "dropout": 0.2},
+        "fit": {"lr": 1e-3, "batch_size": 256, "epochs": 10, "weight_decay": 0.0},
+    },
+    "demographics": {
+        "model": {"dim": 16, "movie_dim": 32, "hidden": (64, 32), "dropout": 0.2},
+        "fit": {"lr": 3e-3, "batch_size": 256, "epochs": 10, "weight_decay": 1e-4},
+    },
+}
+KINDS = tuple(RECIPES)
+SPLIT_CHOICES = ("all", *data.SPLITS)
+
+# ----------------------------------------------------------------------- models
+
+
+def model_path(kind: str, variant: str = "ml-100k", split: str = "all") -> Path:
+    """Where ``mfkit train`` saves the ``kind`` model trained on ``split`` of ``variant``."""
+    return data._cache_dir() / "models" / f"{kind}-{variant}-{split}.pt"
+
+
+def _training_ratings(ml: data.MovieLens, variant: str, split: str) -> pd.DataFrame:
+    if split == "all":
+        return ml.ratings
+    return data.load_split(split, variant, progress=False)[0]
+
+
+def _side_features(ml: data.MovieLens, ratings: pd.DataFrame) -> SideFeatures:
+    """Side features whose vocabularies come from the users with training ratings."""
+    return SideFeatures.from_movielens(ml, known_users=ratings["user_id"].unique())
+
+
+def train_model(
+    kind: str,
+    variant: str = "ml-100k",
+    split: str = "all",
+    *,
+    epochs: int | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Train the ``kind`` model on ``split`` (``"all"``: every rating) and save it.
+
+    5% of the training ratings are held out to stop training early (patience 2)
+    and keep the best epoch. Returns the saved file's path.
+    """
+    recipe = RECIPES[kind]
+    ml = data.load_movielens(variant, progress=progress)
+    indexer = Indexer.from_movielens(ml)
+    ratings = _training_ratings(ml, variant, split)
+    fit_part, valid = random_split(ratings, 0.05, seed=seed)
+    side = _side_features(ml, ratings)
+    cls = HybridModel if kind == "hybrid" else DemographicsModel
+    mean = float(fit_part["rating"].mean())
+    model = cls(side, global_mean=mean, seed=seed, **recipe["model"])
+    settings = {**recipe["fit"], **({"epochs": epochs} if epochs else {})}
+    history = fit(
+        model,
+        indexer.tensors(fit_part),
+        observed_mse,
+        valid=indexer.tensors(valid),
+        metric=rating_rmse,
+        patience=2,
+        seed=seed,
+        progress=progress,
+        **settings,
+    )
+    return save_model(
+        model,
+        model_path(kind, variant, split),
+        indexer,
+        kind=kind,
+        variant=variant,
+        split=split,
+        epochs=history.epochs,
+        best_epoch=history.best_epoch,
+        valid_rmse=min(history.valid_metric),
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def get_model(
+    kind: str, variant: str = "ml-100k", split: str = "all", *, progress: bool = True
+) -> SavedModel:
+    """Load the saved ``kind`` model, training and saving it first if there is none."""
+    path = model_path(kind, variant, split)
+    if not path.exists():
+        _note(f"No saved {kind} model for {variant} ({split} ratings) yet; training one...")
+        train_model(kind, variant, split, progress=progress)
+        _note(f"Saved it to {path}")
+    saved = load_model(path)
+    current = Indexer.from_movielens(data.load_movielens(variant, progress=False))
+    if not (
+        saved.indexer.users.ids.equals(current.users.ids)
+        and saved.indexer.movies.ids.equals(current.movies.ids)
+    ):
+        raise ModelFileError(
+            f"{path} was trained on other data ({len(saved.indexer.users)} users, "
+            f"{len(saved.indexer.movies)} movies); retrain it with "
+            f"`mfkit train --model {kind} --split {split} --variant {variant}`"
+        )
+    return saved
+
+
+# ----------------------------------------------------------------------- output
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False, float_format=lambda x: f"{x:.2f}")
+
+
+def _recommendations(top: pd.DataFrame, saved: SavedModel) -> pd.DataFrame:
+    low, high = saved.model.rating_range
+    return pd.DataFrame(
+        {
+            "rank": range(1, len(top) + 1),
+            "movie_id": top["movie_id"].to_numpy(),
+            "title": top["title"].to_numpy(),
+            "predicted": top["score"].astype(float).clip(low, high).round(2).to_numpy(),
+        }
+    )
+
+
+def _emit(heading: str, frame: pd.DataFrame, as_json: bool, **extra) -> None:
+    if as_json:
+        print(json.dumps({**extra, "results": frame.to_dict(orient="records")}, default=str))
+    else:
+        print(heading)
+        print(_table(frame))
+
+
+# --------------------------------------------------------------------- commands
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
@@ -36,36 +199,337 @@ def _cmd_data(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    for kind in KINDS if args.model == "both" else (args.model,):
+        _note(f"Training the {kind} model on {args.variant} ({args.split} ratings)...")
+        path = train_model(
+            kind, args.variant, args.split, epochs=args.epochs, progress=not args.quiet
+        )
+        meta = load_model(path).meta
+        print(
+            f"{kind}: {meta['epochs']} epochs, best validation RMSE {meta['valid_rmse']:.4f} "
+            f"(epoch {meta['best_epoch']}); saved to {path}"
+        )
+
+
+def _candidates(ratings: pd.DataFrame, min_ratings: int) -> list[int]:
+    """Movies with at least ``min_ratings`` ratings: their predicted rating is trustworthy."""
+    counts = ratings["movie_id"].value_counts()
+    return counts.index[counts >= min_ratings].tolist()
+
+
+def _for_user(args: argparse.Namespace, user_id: int) -> tuple[str, pd.DataFrame]:
+    ml = data.load_movielens(args.variant, progress=False)
+    Indexer.from_movielens(ml).users.index(user_id)  # an unknown id fails before any training
+    saved = get_model("hybrid", args.variant, "all", progress=not args.quiet)
+    k, allowed = args.k, _candidates(ml.ratings, args.min_ratings)
+    top = recommend(saved.model, user_id, saved.indexer, seen=ml.ratings, k=k, candidates=allowed)
+    n_seen = int((ml.ratings["user_id"] == user_id).sum())
+    heading = f"Top {k} unseen movies for user {user_id} (who rated {n_seen}), hybrid model:"
+    return heading, _recommendations(top, saved)
+
+
+def _for_profile(args: argparse.Namespace, profile: dict) -> tuple[str, pd.DataFrame]:
+    ml = data.load_movielens(args.variant, progress=False)
+    _side_features(ml, ml.ratings).profile(**profile)  # bad answers fail before training
+    saved = get_model("demographics", args.variant, "all", progress=not args.quiet)
+    k, allowed = args.k, _candidates(ml.ratings, args.min_ratings)
+    top = recommend_new_user(saved.model, saved.indexer, k=k, candidates=allowed, **profile)
+    who = f"{profile['age']}-year-old {profile['gender']} {profile['occupation']}"
+    zip_code = f", zip {profile['zip_code']}" if profile["zip_code"] else ""
+    heading = f"Top {k} movies for a new user ({who}{zip_code}), demographics model:"
+    return heading, _recommendations(top, saved)
+
+
+def _cmd_recommend(args: argparse.Namespace) -> None:
+    answers = {"age": args.age, "gender": args.gender, "occupation": args.occupation}
+    if args.user is not None:
+        given = [f"--{name}" for name, value in answers.items() if value is not None]
+        if given or args.zip:
+            raise _UsageError(f"--user cannot be combined with {', '.join(given or ['--zip'])}")
+        heading, frame = _for_user(args, args.user)
+        _emit(heading, frame, args.json, user=args.user, model="hybrid")
+        return
+    missing = [f"--{name}" for name, value in answers.items() if value is None]
+    if missing:
+        raise _UsageError(
+            "give --user ID for an existing user, or --age, --gender and --occupation "
+            f"(and optionally --zip) for a new one; missing {', '.join(missing)}"
+        )
+    profile = {**answers, "zip_code": args.zip or ""}
+    heading, frame = _for_profile(args, profile)
+    _emit(heading, frame, args.json, profile=profile, model="demographics")
+
+
+def evaluation_table(variant: str, split: str, *, progress: bool = True) -> pd.DataFrame:
+    """RMSE and MAE of both models (trained on ``split``'s base) and the mean rating."""
+    train, test = data.load_split(split, variant, progress=False)
+    rows = []
+    for kind in KINDS:
+        saved = get_model(kind, variant, split, progress=progress)
+        users, movies, ratings = saved.indexer.tensors(test)
+        predicted = saved.model.predict(users, movies).numpy()
+        rows.append(
+            {"model": kind, "RMSE": rmse(ratings, predicted), "MAE": mae(ratings, predicted)}
+        )
+    mean = float(train["rating"].mean())
+    constant = [mean] * len(test)
+    rows.append(
+        {
+            "model": "mean rating",
+            "RMSE": rmse(test["rating"], constant),
+            "MAE": mae(test["rating"], constant),
+        }
+    )
+    table = pd.DataFrame(rows)
+    table["test ratings"] = len(test)
+    return table
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    table = evaluation_table(args.variant, args.split, progress=not args.quiet)
+    if args.json:
+        print(json.dumps({"split": args.split, "results": table.to_dict(orient="records")}))
+    else:
+        print(f"Test ratings of {args.variant} {args.split} (models trained on {args.split}.base):")
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+
+
+# ------------------------------------------------------------------------- menu
+
+MENU = """
+mfkit - movie recommendations
+  1  enter user data manually (a new user)
+  2  existing user id
+  3  RMSE on the test set (u1)
+  4  exit"""
+
+
+class _EndOfInput(Exception):
+    """stdin ran out: leave the menu quietly."""
+
+
+def _ask(prompt: str) -> str:
+    try:
+        return input(prompt).strip()
+    except EOFError:
+        print()
+        raise _EndOfInput from None
+
+
+def _ask_until(prompt: str, parse: Callable[[str], object]):
+    """Ask until ``parse`` accepts the answer; it raises ValueError with the reason."""
+    while True:
+        try:
+            return parse(_ask(prompt))
+        except ValueError as err:
+            print(f"  {err}")
+
+
+def _whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"please type a whole number for the {what}, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"the {what} must be from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _one_of(values: Sequence[str], what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text in values:
+            return text
+        raise ValueError(f"unknown {what} {text!r}; choose one of: {', '.join(values)}")
+
+    return parse
+
+
+def _menu_new_user(args: argparse.Namespace) -> None:
+    saved = get_model("demographics", args.variant, "all", progress=not args.quiet)
+    vocab = saved.model.side.vocab
+    profile = {
+        "age": _ask_until("age (years): ", _whole_number(1, 120, "age")),
+        "gender": _ask_until(
+            f"gender ({'/'.join(vocab['gender'].values)}): ",
+            _one_of(vocab["gender"].values, "gender"),
+        ),
+        "occupation": _ask_until("occupation: ", _one_of(vocab["occupation"].values, "occupation")),
+        "zip_code": _ask("zip code (optional): "),
+    }
+    heading, frame = _for_profile(args, profile)
+    print(heading)
+    print(_table(frame))
+
+
+def _menu_existing_user(args: argparse.Namespace) -> None:
+    ids = data.load_movielens(args.variant, progress=False).users["user_id"]
+    low, high = int(ids.min()), int(ids.max())
+    user = _ask_until(f"user id ({low}-{high}): ", _whole_number(low, high, "user id"))
+    heading, frame = _for_user(args, user)
+    print(heading)
+    print(_table(frame))
+
+
+def _menu_rmse(args: argparse.Namespace) -> None:
+    _cmd_evaluate(argparse.Namespace(**{**vars(args), "split": "u1", "json": False}))
+
+
+def _cmd_menu(args: argparse.Namespace) -> None:
+    actions = {"1": _menu_new_user, "2": _menu_existing_user, "3": _menu_rmse}
+    try:
+        while True:
+            print(MENU)
+            choice = _ask("choose 1-4: ")
+            if choice in ("4", "q", "quit", "exit"):
+                break
+            if choice not in actions:
+                print(f"  please type 1, 2, 3 or 4, got {choice!r}")
+                continue
+            try:
+                actions[choice](args)
+            except (UnknownIdError, UnknownCategoryError) as err:
+                print(f"  {err}")
+    except _EndOfInput:
+        pass
+    print("bye")
+
+
+# ----------------------------------------------------------------------- parser
+
+
+class _UsageError(ValueError):
+    """Arguments that parse but do not make sense together."""
+
+
+def _add_k(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-k", type=int, default=10, help="how many movies (default 10)")
+    parser.add_argument(
+        "--min-ratings",
+        type=int,
+        default=20,
+        help="recommend only movies with at least this many ratings (default 20): a rating "
+        "model's favourites are otherwise obscure movies with two or three 5-star ratings",
+    )
+
+
+def _add_common(parser: argparse.ArgumentParser, *, json_output: bool = False) -> None:
+    parser.set_defaults(parser=parser)
+    parser.add_argument("--variant", choices=sorted(data.VARIANTS), default="ml-100k")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    if json_output:
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mfkit`` command."""
     parser = argparse.ArgumentParser(
         prog="mfkit",
         description="Recommender systems with PyTorch on MovieLens: the course's toolkit.",
         epilog=f"Data comes from ${data.DATA_DIR_ENV} if set, else it is downloaded and "
-        "checked once. Run 'mfkit COMMAND --help' for a command's options.",
+        f"checked once. Models are saved under ${data.CACHE_DIR_ENV}/models (default: the "
+        "OS cache folder). Run 'mfkit COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"mfkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
     show = commands.add_parser(
         "data",
         help="locate, verify and summarize a MovieLens dataset",
         description="Find (or download) a MovieLens dataset, check every file against its "
         "pinned SHA-256 and print its size.",
     )
-    show.add_argument("--variant", choices=sorted(data.VARIANTS), default="ml-100k")
-    show.add_argument("-q", "--quiet", action="store_true", help="no download progress bar")
+    _add_common(show)
     show.set_defaults(run=_cmd_data)
+
+    train = commands.add_parser(
+        "train",
+        help="train and save the recommendation models",
+        description="Train the hybrid and/or demographics model and save it for the other "
+        "commands (replacing a saved one, e.g. a corrupt file).",
+    )
+    train.add_argument("--model", choices=("both", *KINDS), default="both")
+    train.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        default="all",
+        help="train on every rating ('all', used by recommend) or on a split's base file "
+        "(used by evaluate)",
+    )
+    train.add_argument("--epochs", type=int, help="at most this many epochs (default: 10)")
+    _add_common(train)
+    train.set_defaults(run=_cmd_train)
+
+    rec = commands.add_parser(
+        "recommend",
+        help="top movies for an existing user or for a new user's demographics",
+        description="Recommend movies: --user ID for a user in the data (movies they have "
+        "not rated, by the hybrid model), or --age/--gender/--occupation[/--zip] for a new "
+        "user (by the demographics model).",
+    )
+    rec.add_argument("--user", type=int, help="an existing user id")
+    rec.add_argument("--age", type=int, help="a new user's age in years")
+    rec.add_argument("--gender", help="a new user's gender (M or F in MovieLens)")
+    rec.add_argument("--occupation", help="a new user's occupation, e.g. student")
+    rec.add_argument("--zip", help="a new user's zip code (optional)")
+    _add_k(rec)
+    _add_common(rec, json_output=True)
+    rec.set_defaults(run=_cmd_recommend)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="RMSE and MAE of the models on a test split",
+        description="Train both models on a split's base file (once; then loaded) and "
+        "report RMSE and MAE on its test file, beside predicting the mean rating.",
+    )
+    ev.add_argument("--split", choices=data.SPLITS, default="u1")
+    _add_common(ev, json_output=True)
+    ev.set_defaults(run=_cmd_evaluate)
+
+    menu = commands.add_parser(
+        "menu",
+        help="the interactive menu",
+        description="Ask for a new user's data or an existing user id and recommend movies; "
+        "or show the RMSE on the u1 test set.",
+    )
+    _add_k(menu)
+    _add_common(menu)
+    menu.set_defaults(run=_cmd_menu)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option in ("k", "min_ratings", "epochs"):
+        value = getattr(args, option, None)
+        if value is not None and value < (0 if option == "min_ratings" else 1):
+            flag = "-k" if option == "k" else "--" + option.replace("_", "-")
+            args.parser.error(
+                f"{flag} must be at least {0 if option == 'min_ratings' else 1}, got {value}"
+            )
     try:
         args.run(args)
-    except (data.ChecksumError, data.DataNotFoundError, data.DownloadError) as err:
+    except _UsageError as err:
+        args.parser.error(str(err))
+    except (
+        data.ChecksumError,
+        data.DataNotFoundError,
+        data.DownloadError,
+        ModelFileError,
+        UnknownIdError,
+        UnknownCategoryError,
+        ValueError,
+    ) as err:
         print(f"mfkit: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nmfkit: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -5,6 +5,10 @@ per user (or movie), so raw ids such as ``movie_id`` must become contiguous row
 indices ``0..n-1``. :class:`IdIndex` does that mapping in both directions and
 refuses ids it has never seen, instead of silently reading a wrong row.
 
+Chapter 6 adds :class:`SideFeatures`: who the users are (age, gender, occupation,
+zip code) and what the movies are (year, genres) as codes and flags, with a
+reserved *unknown* code so a category never seen in training cannot crash a model.
+
 Examples
 --------
 >>> movies = IdIndex([10, 20, 30])
@@ -21,7 +25,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["IdIndex", "Indexer", "UnknownIdError", "rating_tensors"]
+from mfkit.data import GENRES
+
+__all__ = [
+    "AGE_GROUPS",
+    "IdIndex",
+    "Indexer",
+    "SideFeatures",
+    "UnknownCategoryError",
+    "UnknownIdError",
+    "Vocabulary",
+    "rating_tensors",
+]
 
 
 class UnknownIdError(KeyError):
@@ -166,3 +181,233 @@ class Indexer:
         bags = torch.zeros(self.n_users, self.n_movies)
         bags[users, movies] = 1.0
         return bags
+
+
+# ------------------------------------------------------------------ side features
+#: Age groups (lower bounds) of the feature models, as ML-1M buckets ages:
+#: under 18, 18-24, 25-34, 35-44, 45-49, 50-55, 56 and over.
+AGE_GROUPS: tuple[int, ...] = (0, 18, 25, 35, 45, 50, 56)
+
+
+class UnknownCategoryError(ValueError):
+    """Raised by :meth:`SideFeatures.profile` for a value outside a vocabulary."""
+
+
+class Vocabulary:
+    """Categories to codes ``1..n``; code 0 means *unknown*.
+
+    A value never seen when the vocabulary was built (or seen fewer than
+    ``min_count`` times, or missing) encodes as 0 instead of raising, so a new
+    zip code or a typo cannot crash a model; the models turn code 0 into a zero
+    vector, "no information".
+
+    Examples
+    --------
+    >>> vocab = Vocabulary(["M", "F", "M"], "gender")
+    >>> vocab.values, len(vocab)
+    (('F', 'M'), 3)
+    >>> vocab.encode(["M", "X", None]).tolist()
+    [2, 0, 0]
+    """
+
+    def __init__(self, values: Iterable, name: str, *, min_count: int = 1) -> None:
+        if min_count < 1:
+            raise ValueError(f"min_count must be at least 1, got {min_count}")
+        counts = pd.Series(list(values), dtype=object).dropna().astype(str).value_counts()
+        self.values: tuple[str, ...] = tuple(sorted(counts.index[counts >= min_count]))
+        self.name = name
+        self._index = pd.Index(self.values)
+
+    def __len__(self) -> int:
+        """Number of codes, including 0 for unknown."""
+        return len(self.values) + 1
+
+    def __contains__(self, value: object) -> bool:
+        return str(value) in self._index
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({self.name!r}, {len(self.values)} values + unknown)"
+
+    def encode(self, values: Iterable) -> np.ndarray:
+        """Codes of ``values`` (int64); unknown or missing values get 0."""
+        series = pd.Series(list(values), dtype=object)
+        text = series.where(series.isna(), series.astype(str))
+        return (self._index.get_indexer(text) + 1).astype(np.int64)
+
+
+def _zip_prefix(zip_codes: Iterable, digits: int) -> list[str | None]:
+    """The first ``digits`` characters of US zip codes; None for non-numeric ones."""
+    out: list[str | None] = []
+    for code in zip_codes:
+        text = "" if code is None or pd.isna(code) else str(code).strip()
+        out.append(text[:digits] if text[:digits].isdigit() and len(text) >= digits else None)
+    return out
+
+
+class SideFeatures:
+    """Encode who the users are and what the movies are, for the feature models.
+
+    Introduced in chapter 6. Built from the ``users`` and ``movies`` frames of a
+    :class:`~mfkit.data.MovieLens`; the rows of :attr:`users` and :attr:`movies`
+    follow the rows of those frames, as :meth:`Indexer.from_movielens` does, so
+    row ``i`` of a model's tables is the same user everywhere.
+
+    Users: ``gender``, ``occupation``, ``age_group`` (:data:`AGE_GROUPS`) and
+    ``zip`` (the first ``zip_digits`` digits: 1 is a region of the US, 3 an area
+    of a city) as codes, and ``age`` standardised. Movies: release ``year`` as a
+    code and ``genres`` as a multi-hot row. Values never seen here (and zip
+    prefixes shared by fewer than ``min_count`` users) encode as 0, *unknown*.
+
+    Parameters
+    ----------
+    users, movies : DataFrame
+        As in :class:`~mfkit.data.MovieLens`.
+    zip_digits : int
+        How many leading digits of the zip code to keep (1-5).
+    min_count : int
+        Zip prefixes with fewer users are *unknown*: an embedding for a prefix
+        that one user has is a user id in disguise.
+    known_users : iterable of int, optional
+        Build the vocabularies and the age scaling from these ``user_id`` s only,
+        e.g. the users of the training ratings; a category that only held-out
+        users have is then *unknown* to the model, as it would be for a real
+        newcomer. Default: all users.
+
+    Examples
+    --------
+    >>> from mfkit.data import synthetic_movielens
+    >>> ds = synthetic_movielens(20, 30, 100, seed=0)
+    >>> side = SideFeatures(ds.users, ds.movies)
+    >>> side.users["occupation"].shape, side.movies["genres"].shape
+    (torch.Size([20]), torch.Size([30, 19]))
+    >>> new = side.profile(age=24, gender="M", occupation="student", zip_code="10003")
+    >>> int(new["age_group"])
+    2
+    """
+
+    USER_COLUMNS = ("age", "gender", "occupation", "zip_code")
+
+    def __init__(
+        self,
+        users: pd.DataFrame,
+        movies: pd.DataFrame,
+        *,
+        zip_digits: int = 1,
+        min_count: int = 1,
+        known_users: Iterable[int] | None = None,
+    ) -> None:
+        if not 1 <= zip_digits <= 5:
+            raise ValueError(f"zip_digits must be between 1 and 5, got {zip_digits}")
+        _require(users, self.USER_COLUMNS, "users")
+        _require(movies, ("year",), "movies")
+        self.zip_digits = zip_digits
+        self.genres: tuple[str, ...] = tuple(g for g in GENRES if g in movies.columns)
+        known = users if known_users is None else users[users["user_id"].isin(list(known_users))]
+        if known.empty:
+            raise ValueError("known_users matches no user_id of users")
+        self.vocab = {
+            "gender": Vocabulary(known["gender"], "gender"),
+            "occupation": Vocabulary(known["occupation"], "occupation"),
+            "zip": Vocabulary(
+                _zip_prefix(known["zip_code"], zip_digits), "zip", min_count=min_count
+            ),
+            "year": Vocabulary(movies["year"].astype("Int64").astype("string"), "year"),
+        }
+        age = known["age"].astype(float)
+        self.age_mean, self.age_std = float(age.mean()), float(age.std(ddof=0) or 1.0)
+        self.users = self.encode_users(users)
+        self.movies = self.encode_movies(movies)
+
+    @classmethod
+    def from_movielens(cls, ml, **kwargs) -> SideFeatures:
+        """Side features of ``ml.users`` and ``ml.movies``, rows as in :class:`Indexer`."""
+        return cls(ml.users, ml.movies, **kwargs)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Number of codes of each categorical feature (0 = unknown included)."""
+        sizes = {name: len(vocab) for name, vocab in self.vocab.items()}
+        return {**sizes, "age_group": len(AGE_GROUPS) + 1, "genres": len(self.genres)}
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
+        n_users, n_movies = len(self.users["age"]), len(self.movies["year"])
+        return f"SideFeatures({n_users} users, {n_movies} movies; {sizes})"
+
+    def encode_users(self, users: pd.DataFrame) -> dict[str, torch.Tensor]:
+        """Codes (int64) and standardised age (float32) of each row of ``users``.
+
+        A missing age gets age group 0 (*unknown*) and the average age.
+        """
+        _require(users, self.USER_COLUMNS, "users")
+        age = users["age"].to_numpy(dtype=float)
+        missing = np.isnan(age)
+        groups = np.where(missing, 0, np.searchsorted(AGE_GROUPS, age, side="right"))
+        standardised = np.where(missing, 0.0, (age - self.age_mean) / self.age_std)
+        return {
+            "gender": torch.from_numpy(self.vocab["gender"].encode(users["gender"])),
+            "occupation": torch.from_numpy(self.vocab["occupation"].encode(users["occupation"])),
+            "age_group": torch.from_numpy(groups.astype(np.int64)),
+            "zip": torch.from_numpy(
+                self.vocab["zip"].encode(_zip_prefix(users["zip_code"], self.zip_digits))
+            ),
+            "age": torch.tensor(standardised, dtype=torch.float32),
+        }
+
+    def encode_movies(self, movies: pd.DataFrame) -> dict[str, torch.Tensor]:
+        """Release-year codes (int64) and genre flags (float32) of each row of ``movies``."""
+        _require(movies, ("year", *self.genres), "movies")
+        year = movies["year"].astype("Int64").astype("string")
+        return {
+            "year": torch.from_numpy(self.vocab["year"].encode(year)),
+            "genres": torch.tensor(movies[list(self.genres)].to_numpy(dtype=np.float32)),
+        }
+
+    def profile(
+        self, *, age: int, gender: str, occupation: str, zip_code: str = ""
+    ) -> dict[str, torch.Tensor]:
+        """Encode one brand-new user, checking every answer.
+
+        Unlike :meth:`encode_users`, which is lenient, this raises
+        :class:`UnknownCategoryError` for a gender or occupation outside the
+        vocabulary (listing the valid ones) and ``ValueError`` for an age outside
+        1-120. An unknown zip code is allowed: it encodes as *unknown*.
+        """
+        if isinstance(age, bool) or not isinstance(age, int | np.integer) or not 1 <= age <= 120:
+            raise ValueError(f"age must be a whole number of years from 1 to 120, got {age!r}")
+        for name, value in (("gender", gender), ("occupation", occupation)):
+            if value not in self.vocab[name]:
+                valid = ", ".join(self.vocab[name].values)
+                raise UnknownCategoryError(f"unknown {name} {value!r}; choose one of: {valid}")
+        frame = pd.DataFrame(
+            {"age": [age], "gender": [gender], "occupation": [occupation], "zip_code": [zip_code]}
+        )
+        return self.encode_users(frame)
+
+    def state(self) -> dict:
+        """Everything needed to rebuild this object: plain lists, numbers and tensors."""
+        return {
+            "zip_digits": self.zip_digits,
+            "genres": list(self.genres),
+            "vocab": {name: list(v.values) for name, v in self.vocab.items()},
+            "age": [self.age_mean, self.age_std],
+            "users": self.users,
+            "movies": self.movies,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> SideFeatures:
+        """The inverse of :meth:`state`."""
+        side = cls.__new__(cls)
+        side.zip_digits = int(state["zip_digits"])
+        side.genres = tuple(state["genres"])
+        side.vocab = {name: Vocabulary(values, name) for name, values in state["vocab"].items()}
+        side.age_mean, side.age_std = (float(x) for x in state["age"])
+        side.users, side.movies = dict(state["users"]), dict(state["movies"])
+        return side
+
+
+def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}")

@@ -5,7 +5,9 @@ Introduced in chapter 2 (:func:`recommend`) and chapter 3 (:func:`similarity`,
 ``score_all(user_rows) -> (n_users, n_movies)`` method works with
 :func:`recommend`; the ``measure`` option also needs its embeddings ``U`` and ``V``.
 Chapter 5 adds :func:`recommend_from_movies` for a new user given a few liked
-movies, with a model that scores bags of movies.
+movies, with a model that scores bags of movies; chapter 6 adds
+:func:`recommend_new_user` for a new user given only age, gender, occupation and
+zip code.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "nearest_movies",
     "recommend",
     "recommend_from_movies",
+    "recommend_new_user",
     "similarity",
     "top_k_unseen",
 ]
@@ -197,6 +200,15 @@ def _top_movies(scores: torch.Tensor, mask: torch.Tensor, k: int, indexer: Index
     )
 
 
+def _excluded(indexer: Indexer, candidates: Sequence[int] | None) -> torch.Tensor:
+    """A ``(1, n_movies)`` mask, True for movies outside ``candidates`` (None: none)."""
+    mask = torch.zeros(1, indexer.n_movies, dtype=torch.bool)
+    if candidates is not None:
+        mask[0] = True
+        mask[0, indexer.movies.index(np.asarray(candidates, dtype=np.int64))] = False
+    return mask
+
+
 @torch.no_grad()
 def recommend(
     model: torch.nn.Module,
@@ -206,6 +218,7 @@ def recommend(
     seen: pd.DataFrame | None = None,
     k: int = 10,
     measure: str | None = None,
+    candidates: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """The ``k`` best-scored movies for ``user_id`` among those not in ``seen``.
 
@@ -224,6 +237,9 @@ def recommend(
         ``None`` ranks by the model's own scores (``score_all``, e.g. predicted
         ratings with biases); ``"dot"``/``"cosine"`` by :func:`similarity` of the
         user's embedding ``U[i]`` with the movie embeddings ``V``.
+    candidates : sequence of int, optional
+        The movie ids that may be recommended (default: all), e.g. only movies
+        with enough ratings to trust their predicted rating.
 
     Returns
     -------
@@ -238,7 +254,7 @@ def recommend(
         scores = model.score_all(row).cpu()
     else:
         scores = similarity(model.U[row], model.V, measure).cpu()
-    mask = torch.zeros_like(scores, dtype=torch.bool)
+    mask = _excluded(indexer, candidates)
     if seen is not None:
         watched = seen.loc[seen["user_id"] == user_id, "movie_id"].to_numpy()
         mask[0, indexer.movies.index(watched)] = True
@@ -278,3 +294,38 @@ def recommend_from_movies(
     result = _top_movies(scores, bag.bool(), k, indexer)
     result.attrs["liked"] = list(indexer.titles[rows])
     return result
+
+
+@torch.no_grad()
+def recommend_new_user(
+    model: torch.nn.Module,
+    indexer: Indexer,
+    *,
+    age: int,
+    gender: str,
+    occupation: str,
+    zip_code: str = "",
+    k: int = 10,
+    candidates: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Top-``k`` movies for a brand-new user known only by their demographics.
+
+    For :class:`mfkit.models.DemographicsModel`, which never uses a user id.
+    The answers are checked by :meth:`mfkit.features.SideFeatures.profile`
+    (an unknown occupation lists the valid ones; an unknown zip code is allowed).
+    ``candidates`` are the movie ids that may be recommended, as in :func:`recommend`.
+
+    Returns
+    -------
+    DataFrame with ``movie_id, title, score`` (the predicted rating), best first.
+    """
+    _check_k(k)
+    if not hasattr(model, "score_profile"):
+        raise TypeError(
+            f"a {type(model).__name__} needs a user id; new users need a model that "
+            "scores a profile, such as DemographicsModel"
+        )
+    profile = model.side.profile(age=age, gender=gender, occupation=occupation, zip_code=zip_code)
+    model.eval()
+    scores = model.score_profile(profile).cpu()
+    return _top_movies(scores, _excluded(indexer, candidates), k, indexer)

@@ -1,6 +1,7 @@
 """Train/test splits of a ratings frame.
 
-Introduced in chapter 2 (random holdout) and chapter 5/7 (leave-one-out, temporal).
+Introduced in chapter 2 (random holdout), chapter 5/7 (leave-one-out, temporal)
+and chapter 6 (whole users held out: the cold-start test).
 
 Every function takes a ratings frame (columns ``user_id, movie_id, rating,
 timestamp``; extra columns are carried along) and returns ``(train, test)``: two
@@ -17,7 +18,13 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
-__all__ = ["MissingColumnsError", "leave_one_out", "random_split", "temporal_split"]
+__all__ = [
+    "MissingColumnsError",
+    "leave_one_out",
+    "random_split",
+    "temporal_split",
+    "user_split",
+]
 
 
 class MissingColumnsError(KeyError):
@@ -83,6 +90,46 @@ def random_split(
     is_test = np.zeros(n, dtype=bool)
     is_test[np.random.default_rng(seed).permutation(n)[: round(test_frac * n)]] = True
     return _split(ratings, is_test)
+
+
+def user_split(
+    ratings: pd.DataFrame, test_frac: float = 0.2, *, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out *users*: a random ``round(test_frac * n_users)`` of them, with all their rows.
+
+    No test user has a training rating, so the test set measures what happens to
+    brand-new users (*cold start*); a model that needs a user id cannot score
+    them at all.
+
+    Parameters
+    ----------
+    ratings : DataFrame
+        Ratings with at least a ``user_id`` column.
+    test_frac : float
+        Fraction of the users for the test set, strictly between 0 and 1.
+    seed : int
+        Seed of the random choice of users.
+
+    Returns
+    -------
+    train, test : DataFrame
+
+    Examples
+    --------
+    >>> from mfkit.data import synthetic_movielens
+    >>> ratings = synthetic_movielens(seed=0).ratings
+    >>> train, test = user_split(ratings, 0.2, seed=1)
+    >>> set(train["user_id"]) & set(test["user_id"])
+    set()
+    """
+    _check_frac(test_frac)
+    _check(ratings, ("user_id",))
+    users = ratings["user_id"].unique()
+    n_test = round(test_frac * len(users))
+    if not 0 < n_test < len(users):
+        raise ValueError(f"test_frac={test_frac} of {len(users)} users leaves no user on one side")
+    chosen = np.random.default_rng(seed).choice(users, n_test, replace=False)
+    return _split(ratings, ratings["user_id"].isin(chosen).to_numpy())
 
 
 def leave_one_out(

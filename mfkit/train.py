@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["DivergedError", "History", "evaluate", "fit"]
+__all__ = ["DivergedError", "History", "evaluate", "fit", "rating_rmse"]
 
 Loss = Callable[..., torch.Tensor]
 Metric = Callable[..., float]
@@ -91,6 +91,18 @@ def _to(data: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tenso
     if n == 0:
         raise ValueError("the training data is empty: there is nothing to fit")
     return tensors
+
+
+@torch.no_grad()
+def rating_rmse(
+    model: nn.Module, users: torch.Tensor, movies: torch.Tensor, ratings: torch.Tensor
+) -> float:
+    """RMSE of ``model.predict(users, movies)`` (clipped predictions) against ``ratings``.
+
+    The usual ``metric=`` of :func:`fit` for a rating model.
+    """
+    error = model.predict(users, movies).float() - ratings.float()
+    return float(error.square().mean().sqrt())
 
 
 @torch.no_grad()

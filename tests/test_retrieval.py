@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mfkit.data import synthetic_movielens
-from mfkit.features import Indexer, UnknownIdError
-from mfkit.models import MatrixFactorization, SoftmaxModel
+from mfkit.features import Indexer, SideFeatures, UnknownCategoryError, UnknownIdError
+from mfkit.models import DemographicsModel, MatrixFactorization, SoftmaxModel
 from mfkit.retrieval import (
     MEASURES,
     AmbiguousTitleError,
@@ -18,6 +18,7 @@ from mfkit.retrieval import (
     nearest_movies,
     recommend,
     recommend_from_movies,
+    recommend_new_user,
     similarity,
     top_k_unseen,
 )
@@ -597,3 +598,97 @@ def test_recommend_from_movies_with_a_mean_pooling_model_ignores_repeats(bag_mod
     once = recommend_from_movies(model, [2, 4], idx, k=5)
     twice = recommend_from_movies(model, [2, "Heat of the Night", 4], idx, k=5)
     pd.testing.assert_frame_equal(once, twice)
+
+
+# ------------------------------------------------------------------- candidates
+def best_allowed(scores: torch.Tensor, idx: Indexer, allowed: set[int], k: int) -> list[int]:
+    """Movie ids in ``allowed``, sorted by score, best first, cut at k (a Python loop)."""
+    ids = idx.movies.ids_of(np.arange(idx.n_movies)).tolist()
+    ranked = sorted((m for m in ids if m in allowed), key=lambda m: -scores[ids.index(m)].item())
+    return ranked[:k]
+
+
+def test_recommend_only_among_candidates_and_never_seen(setup) -> None:
+    ds, idx, model = setup
+    user = active_user(ds.ratings, idx.n_movies)
+    watched = set(ds.ratings.loc[ds.ratings["user_id"] == user, "movie_id"])
+    counts = ds.ratings["movie_id"].value_counts()
+    candidates = counts.index[counts >= 5].tolist()
+    unseen = set(candidates) - watched
+    assert len(unseen) >= 6 and set(candidates) & watched  # the test would notice either error
+    recs = recommend(model, user, idx, seen=ds.ratings, k=6, candidates=candidates)
+    assert len(recs) == 6
+    assert set(recs["movie_id"]) <= unseen
+    all_scores = model.score_all(torch.as_tensor(idx.users.index(user)))[0].detach()
+    assert recs["movie_id"].tolist() == best_allowed(all_scores, idx, unseen, 6)
+
+
+def test_recommend_with_few_candidates_returns_fewer(setup) -> None:
+    ds, idx, model = setup
+    user = int(idx.users.ids_of(2)[0])
+    recs = recommend(model, user, idx, k=10, candidates=np.array([7, 3, 11]))
+    assert sorted(recs["movie_id"]) == [3, 7, 11]
+    assert recs["score"].is_monotonic_decreasing
+    assert len(recommend(model, user, idx, k=10, candidates=[])) == 0
+
+
+def test_recommend_with_an_unknown_candidate(setup) -> None:
+    _, idx, model = setup
+    with pytest.raises(UnknownIdError, match=r"unknown movie id\(s\): 4242"):
+        recommend(model, int(idx.users.ids_of(0)[0]), idx, candidates=[1, 4242])
+
+
+# ------------------------------------------------------------ recommend_new_user
+@pytest.fixture
+def newcomer(small):
+    side = SideFeatures.from_movielens(small)
+    model = DemographicsModel(side, dim=3, movie_dim=4, hidden=(8,), seed=0)
+    with torch.no_grad():  # spread the scores out
+        model.movie_embedding.weight.mul_(20)
+    occupation = str(small.users["occupation"].iloc[0])
+    return small, Indexer.from_movielens(small), model, occupation
+
+
+@pytest.mark.parametrize("use_candidates", [False, True])
+def test_recommend_new_user_matches_brute_force(newcomer, use_candidates: bool) -> None:
+    ds, idx, model, occupation = newcomer
+    profile = {"age": 24, "gender": "F", "occupation": occupation, "zip_code": "10003"}
+    candidates = ds.movies["movie_id"].iloc[::3].tolist() if use_candidates else None
+    model.train()
+    recs = recommend_new_user(model, idx, k=5, candidates=candidates, **profile)
+    assert not model.training
+    assert list(recs.columns) == ["movie_id", "title", "score"] and len(recs) == 5
+    scores = model.score_profile(model.side.profile(**profile))[0]
+    allowed = set(candidates or ds.movies["movie_id"])
+    assert recs["movie_id"].tolist() == best_allowed(scores, idx, allowed, 5)
+    cols = idx.movies.index(recs["movie_id"].to_numpy())
+    np.testing.assert_allclose(recs["score"], scores[cols].numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(recs["title"], idx.titles[cols])
+    assert ((recs["score"] > 1) & (recs["score"] < 5)).all()
+
+
+def test_recommend_new_user_depends_on_the_profile(newcomer) -> None:
+    _, idx, model, occupation = newcomer
+    young = recommend_new_user(model, idx, age=12, gender="F", occupation=occupation, k=5)
+    old = recommend_new_user(model, idx, age=70, gender="M", occupation=occupation, k=5)
+    assert young["score"].tolist() != old["score"].tolist()
+
+
+def test_recommend_new_user_needs_a_profile_model(setup) -> None:
+    _, idx, model = setup
+    with pytest.raises(TypeError, match="a MatrixFactorization needs a user id"):
+        recommend_new_user(model, idx, age=30, gender="M", occupation="student")
+
+
+def test_recommend_new_user_checks_the_answers(newcomer) -> None:
+    ds, idx, model, occupation = newcomer
+    with pytest.raises(UnknownCategoryError, match="unknown occupation 'astronaut'") as info:
+        recommend_new_user(model, idx, age=30, gender="M", occupation="astronaut")
+    for valid in ds.users["occupation"].unique():
+        assert valid in str(info.value)
+    with pytest.raises(UnknownCategoryError, match="unknown gender 'X'; choose one of: F, M"):
+        recommend_new_user(model, idx, age=30, gender="X", occupation=occupation)
+    with pytest.raises(ValueError, match="age must be a whole number of years from 1 to 120"):
+        recommend_new_user(model, idx, age=0, gender="M", occupation=occupation)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        recommend_new_user(model, idx, age=30, gender="M", occupation=occupation, k=0)

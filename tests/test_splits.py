@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from mfkit.data import synthetic_movielens
-from mfkit.splits import MissingColumnsError, leave_one_out, random_split, temporal_split
+from mfkit.splits import (
+    MissingColumnsError,
+    leave_one_out,
+    random_split,
+    temporal_split,
+    user_split,
+)
 
 COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]
 
@@ -38,10 +44,11 @@ def split_all(ratings: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFra
         "random": random_split(ratings, 0.25, seed=1),
         "leave_one_out": leave_one_out(ratings, seed=1),
         "temporal": temporal_split(ratings, 0.25),
+        "user": user_split(ratings, 0.25, seed=1),
     }
 
 
-SPLITS = ["random", "leave_one_out", "temporal"]
+SPLITS = ["random", "leave_one_out", "temporal", "user"]
 
 
 @pytest.mark.parametrize("name", SPLITS)
@@ -209,7 +216,7 @@ def test_temporal_split_can_be_cold_start() -> None:
 
 
 @pytest.mark.parametrize("test_frac", [0, 1, 0.0, 1.0, -0.1, 1.5, float("nan"), "0.2", None])
-@pytest.mark.parametrize("split", [random_split, temporal_split])
+@pytest.mark.parametrize("split", [random_split, temporal_split, user_split])
 def test_bad_test_frac(ratings: pd.DataFrame, split, test_frac) -> None:
     pattern = rf"test_frac must be strictly between 0 and 1, got {re.escape(repr(test_frac))}"
     with pytest.raises(ValueError, match=pattern):
@@ -229,6 +236,7 @@ def test_bad_min_ratings(ratings: pd.DataFrame, min_ratings) -> None:
         (leave_one_out, ["timestamp"], "['timestamp']"),
         (leave_one_out, ["user_id", "timestamp"], "['user_id', 'timestamp']"),
         (temporal_split, ["timestamp"], "['timestamp']"),
+        (user_split, ["user_id"], "['user_id']"),
     ],
 )
 def test_missing_columns(ratings: pd.DataFrame, split, dropped, missing) -> None:
@@ -244,9 +252,10 @@ def test_only_needed_columns_are_required(ratings: pd.DataFrame) -> None:
     implicit = ratings.drop(columns="rating")  # e.g. implicit feedback
     assert len(leave_one_out(implicit)[1]) > 0
     assert len(temporal_split(implicit[["timestamp"]])[1]) > 0
+    assert len(user_split(ratings[["user_id"]])[1]) > 0
 
 
-@pytest.mark.parametrize("split", [random_split, leave_one_out, temporal_split])
+@pytest.mark.parametrize("split", [random_split, leave_one_out, temporal_split, user_split])
 def test_empty_ratings(ratings: pd.DataFrame, split) -> None:
     with pytest.raises(ValueError, match=r"ratings is empty"):
         split(ratings.iloc[:0])
@@ -255,3 +264,65 @@ def test_empty_ratings(ratings: pd.DataFrame, split) -> None:
 def test_not_a_dataframe(ratings: pd.DataFrame) -> None:
     with pytest.raises(TypeError, match=r"ratings must be a pandas DataFrame, got dict"):
         random_split(ratings.to_dict("list"))
+
+
+# -------------------------------------------------------------------- user_split
+
+
+@pytest.mark.parametrize("test_frac", [0.02, 0.2, 0.25, 0.5, 0.9])
+def test_user_split_holds_out_whole_users(ratings: pd.DataFrame, test_frac: float) -> None:
+    train, test = user_split(ratings, test_frac, seed=4)
+    users = ratings["user_id"].unique()
+    test_users = set(test["user_id"])
+    assert len(test_users) == round(test_frac * len(users))
+    assert test_users.isdisjoint(train["user_id"])
+    assert test_users | set(train["user_id"]) == set(users)
+    # Every row of a test user is in test, and nothing else is.
+    expected = ratings[ratings["user_id"].isin(test_users)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(test, expected)
+
+
+def test_user_split_counts_users_not_rows() -> None:
+    # One user with 8 rows and four with 1 row each: 20% of 5 users is 1 user.
+    frame = pd.DataFrame(
+        {"user_id": [1] * 8 + [2, 3, 4, 5], "movie_id": range(12), "rating": 3, "timestamp": 0}
+    )
+    for seed in range(10):
+        _, test = user_split(frame, 0.2, seed=seed)
+        assert test["user_id"].nunique() == 1
+        assert len(test) == (8 if test["user_id"].iloc[0] == 1 else 1)
+
+
+def test_user_split_is_deterministic_and_seeded(ratings: pd.DataFrame) -> None:
+    a_train, a_test = user_split(ratings, 0.3, seed=11)
+    b_train, b_test = user_split(ratings, 0.3, seed=11)
+    pd.testing.assert_frame_equal(a_train, b_train)
+    pd.testing.assert_frame_equal(a_test, b_test)
+    _, c_test = user_split(ratings, 0.3, seed=12)
+    assert set(a_test["user_id"]) != set(c_test["user_id"])
+
+
+def test_user_split_picks_every_user_sometimes(ratings: pd.DataFrame) -> None:
+    users = ratings["user_id"].unique()
+    held_out = pd.Series(
+        np.concatenate([user_split(ratings, 0.5, seed=s)[1]["user_id"].unique() for s in range(60)])
+    ).value_counts()
+    assert set(held_out.index) == set(users)
+    assert held_out.between(10, 50).all()  # about 30 of 60 times each
+
+
+@pytest.mark.parametrize(("n_users", "test_frac"), [(1, 0.5), (2, 0.2), (2, 0.8), (3, 0.1)])
+def test_user_split_needs_a_user_on_each_side(n_users: int, test_frac: float) -> None:
+    frame = pd.DataFrame(
+        {"user_id": range(1, n_users + 1), "movie_id": 1, "rating": 3, "timestamp": 0}
+    )
+    pattern = rf"test_frac={test_frac} of {n_users} users leaves no user on one side"
+    with pytest.raises(ValueError, match=pattern):
+        user_split(frame, test_frac)
+
+
+def test_user_split_of_two_users_keeps_one_on_each_side() -> None:
+    frame = pd.DataFrame({"user_id": [7, 7, 9], "movie_id": [1, 2, 1], "rating": 3, "timestamp": 0})
+    train, test = user_split(frame, 0.5, seed=0)
+    assert {train["user_id"].nunique(), test["user_id"].nunique()} == {1}
+    assert set(train["user_id"]) | set(test["user_id"]) == {7, 9}

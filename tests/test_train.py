@@ -13,7 +13,7 @@ from mfkit.features import Indexer
 from mfkit.losses import observed_mse
 from mfkit.metrics import rmse
 from mfkit.models import MatrixFactorization
-from mfkit.train import DivergedError, History, evaluate, fit
+from mfkit.train import DivergedError, History, evaluate, fit, rating_rmse
 
 N_USERS, N_MOVIES = 30, 40
 
@@ -356,3 +356,29 @@ def test_history_frame_is_a_dataframe(fitted) -> None:
     frame = fitted[1].to_frame()
     assert isinstance(frame, pd.DataFrame)
     assert frame["train_loss"].tolist() == fitted[1].train_loss
+
+
+# ------------------------------------------------------------------ rating_rmse
+def test_rating_rmse_clips_to_the_rating_range() -> None:
+    model = MatrixFactorization(2, 3, dim=1, bias=True, rating_range=(1, 5))
+    with torch.no_grad():
+        model.user_factors.weight.copy_(torch.tensor([[1.0], [2.0]]))
+        model.movie_factors.weight.copy_(torch.tensor([[1.0], [-3.0], [0.5]]))
+        model.global_mean.fill_(3.0)
+    users, movies = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 1, 2, 0, 1])
+    ratings = torch.tensor([5.0, 1.0, 3.0, 4.0, 2.0])
+    # Raw predictions 3 + u * v: 4, 0, 3.5, 5, -3; clipped to 1..5: 4, 1, 3.5, 5, 1.
+    # Errors: -1, 0, 0.5, 1, -1 -> squares 1, 0, 0.25, 1, 1 -> mean 0.65.
+    assert rating_rmse(model, users, movies, ratings) == pytest.approx(0.65**0.5, rel=1e-6)
+    model.rating_range = None  # no clipping: errors -1, -1, 0.5, 1, -5
+    assert rating_rmse(model, users, movies, ratings) == pytest.approx((28.25 / 5) ** 0.5, rel=1e-6)
+
+
+def test_rating_rmse_accepts_integer_ratings(data) -> None:
+    users, movies, ratings = data
+    model = new_model()
+    whole = ratings.round().long()
+    value = rating_rmse(model, users, movies, whole)
+    assert isinstance(value, float)
+    expected = rmse(whole.numpy(), model.predict(users, movies).numpy())
+    assert value == pytest.approx(expected, rel=1e-6)
