@@ -67,10 +67,10 @@ def model_path(kind: str, variant: str = "ml-100k", split: str = "all") -> Path:
     return data._cache_dir() / "models" / f"{kind}-{variant}-{split}.pt"
 
 
-def _training_ratings(ml: data.MovieLens, variant: str, split: str) -> pd.DataFrame:
+def _training_ratings(ml: data.MovieLens, split: str) -> pd.DataFrame:
     if split == "all":
         return ml.ratings
-    return data.load_split(split, variant, progress=False)[0]
+    return data.load_split(split, ml.name, progress=False)[0]
 
 
 def _side_features(ml: data.MovieLens, ratings: pd.DataFrame) -> SideFeatures:
@@ -80,22 +80,21 @@ def _side_features(ml: data.MovieLens, ratings: pd.DataFrame) -> SideFeatures:
 
 def train_model(
     kind: str,
-    variant: str = "ml-100k",
+    ml: data.MovieLens,
     split: str = "all",
     *,
     epochs: int | None = None,
     progress: bool = True,
     seed: int = 0,
-) -> Path:
-    """Train the ``kind`` model on ``split`` (``"all"``: every rating) and save it.
+) -> tuple[Path, dict]:
+    """Train the ``kind`` model on ``split`` of ``ml`` (``"all"``: every rating); save it.
 
     5% of the training ratings are held out to stop training early (patience 2)
-    and keep the best epoch. Returns the saved file's path.
+    and keep the best epoch. Returns the saved file's path and its ``meta``.
     """
     recipe = RECIPES[kind]
-    ml = data.load_movielens(variant, progress=progress)
     indexer = Indexer.from_movielens(ml)
-    ratings = _training_ratings(ml, variant, split)
+    ratings = _training_ratings(ml, split)
     fit_part, valid = random_split(ratings, 0.05, seed=seed)
     side = _side_features(ml, ratings)
     cls = HybridModel if kind == "hybrid" else DemographicsModel
@@ -113,18 +112,16 @@ def train_model(
         progress=progress,
         **settings,
     )
-    return save_model(
-        model,
-        model_path(kind, variant, split),
-        indexer,
-        kind=kind,
-        variant=variant,
-        split=split,
-        epochs=history.epochs,
-        best_epoch=history.best_epoch,
-        valid_rmse=min(history.valid_metric),
-        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+    meta = {
+        "kind": kind,
+        "variant": ml.name,
+        "split": split,
+        "epochs": history.epochs,
+        "best_epoch": history.best_epoch,
+        "valid_rmse": min(history.valid_metric),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return save_model(model, model_path(kind, ml.name, split), indexer, **meta), meta
 
 
 def _note(message: str) -> None:
@@ -132,16 +129,17 @@ def _note(message: str) -> None:
 
 
 def get_model(
-    kind: str, variant: str = "ml-100k", split: str = "all", *, progress: bool = True
+    kind: str, ml: data.MovieLens, split: str = "all", *, progress: bool = True
 ) -> SavedModel:
-    """Load the saved ``kind`` model, training and saving it first if there is none."""
+    """Load the saved ``kind`` model of ``ml``, training and saving it first if there is none."""
+    variant = ml.name
     path = model_path(kind, variant, split)
     if not path.exists():
         _note(f"No saved {kind} model for {variant} ({split} ratings) yet; training one...")
-        train_model(kind, variant, split, progress=progress)
+        train_model(kind, ml, split, progress=progress)
         _note(f"Saved it to {path}")
     saved = load_model(path)
-    current = Indexer.from_movielens(data.load_movielens(variant, progress=False))
+    current = Indexer.from_movielens(ml)
     if not (
         saved.indexer.users.ids.equals(current.users.ids)
         and saved.indexer.movies.ids.equals(current.movies.ids)
@@ -202,10 +200,9 @@ def _cmd_data(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     for kind in KINDS if args.model == "both" else (args.model,):
         _note(f"Training the {kind} model on {args.variant} ({args.split} ratings)...")
-        path = train_model(
-            kind, args.variant, args.split, epochs=args.epochs, progress=not args.quiet
+        path, meta = train_model(
+            kind, _dataset(args), args.split, epochs=args.epochs, progress=not args.quiet
         )
-        meta = load_model(path).meta
         print(
             f"{kind}: {meta['epochs']} epochs, best validation RMSE {meta['valid_rmse']:.4f} "
             f"(epoch {meta['best_epoch']}); saved to {path}"
@@ -218,10 +215,17 @@ def _candidates(ratings: pd.DataFrame, min_ratings: int) -> list[int]:
     return counts.index[counts >= min_ratings].tolist()
 
 
+def _dataset(args: argparse.Namespace) -> data.MovieLens:
+    """The command's dataset, loaded (and checked) once per command."""
+    if getattr(args, "dataset", None) is None:
+        args.dataset = data.load_movielens(args.variant, progress=not args.quiet)
+    return args.dataset
+
+
 def _for_user(args: argparse.Namespace, user_id: int) -> tuple[str, pd.DataFrame]:
-    ml = data.load_movielens(args.variant, progress=False)
+    ml = _dataset(args)
     Indexer.from_movielens(ml).users.index(user_id)  # an unknown id fails before any training
-    saved = get_model("hybrid", args.variant, "all", progress=not args.quiet)
+    saved = get_model("hybrid", ml, "all", progress=not args.quiet)
     k, allowed = args.k, _candidates(ml.ratings, args.min_ratings)
     top = recommend(saved.model, user_id, saved.indexer, seen=ml.ratings, k=k, candidates=allowed)
     n_seen = int((ml.ratings["user_id"] == user_id).sum())
@@ -230,9 +234,9 @@ def _for_user(args: argparse.Namespace, user_id: int) -> tuple[str, pd.DataFrame
 
 
 def _for_profile(args: argparse.Namespace, profile: dict) -> tuple[str, pd.DataFrame]:
-    ml = data.load_movielens(args.variant, progress=False)
+    ml = _dataset(args)
     _side_features(ml, ml.ratings).profile(**profile)  # bad answers fail before training
-    saved = get_model("demographics", args.variant, "all", progress=not args.quiet)
+    saved = get_model("demographics", ml, "all", progress=not args.quiet)
     k, allowed = args.k, _candidates(ml.ratings, args.min_ratings)
     top = recommend_new_user(saved.model, saved.indexer, k=k, candidates=allowed, **profile)
     who = f"{profile['age']}-year-old {profile['gender']} {profile['occupation']}"
@@ -261,12 +265,12 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
     _emit(heading, frame, args.json, profile=profile, model="demographics")
 
 
-def evaluation_table(variant: str, split: str, *, progress: bool = True) -> pd.DataFrame:
+def evaluation_table(ml: data.MovieLens, split: str, *, progress: bool = True) -> pd.DataFrame:
     """RMSE and MAE of both models (trained on ``split``'s base) and the mean rating."""
-    train, test = data.load_split(split, variant, progress=False)
+    train, test = data.load_split(split, ml.name, progress=False)
     rows = []
     for kind in KINDS:
-        saved = get_model(kind, variant, split, progress=progress)
+        saved = get_model(kind, ml, split, progress=progress)
         users, movies, ratings = saved.indexer.tensors(test)
         predicted = saved.model.predict(users, movies).numpy()
         rows.append(
@@ -287,7 +291,7 @@ def evaluation_table(variant: str, split: str, *, progress: bool = True) -> pd.D
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    table = evaluation_table(args.variant, args.split, progress=not args.quiet)
+    table = evaluation_table(_dataset(args), args.split, progress=not args.quiet)
     if args.json:
         print(json.dumps({"split": args.split, "results": table.to_dict(orient="records")}))
     else:
@@ -349,7 +353,7 @@ def _one_of(values: Sequence[str], what: str) -> Callable[[str], str]:
 
 
 def _menu_new_user(args: argparse.Namespace) -> None:
-    saved = get_model("demographics", args.variant, "all", progress=not args.quiet)
+    saved = get_model("demographics", _dataset(args), "all", progress=not args.quiet)
     vocab = saved.model.side.vocab
     profile = {
         "age": _ask_until("age (years): ", _whole_number(1, 120, "age")),
@@ -366,7 +370,7 @@ def _menu_new_user(args: argparse.Namespace) -> None:
 
 
 def _menu_existing_user(args: argparse.Namespace) -> None:
-    ids = data.load_movielens(args.variant, progress=False).users["user_id"]
+    ids = _dataset(args).users["user_id"]
     low, high = int(ids.min()), int(ids.max())
     user = _ask_until(f"user id ({low}-{high}): ", _whole_number(low, high, "user id"))
     heading, frame = _for_user(args, user)

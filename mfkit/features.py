@@ -109,9 +109,7 @@ def rating_tensors(
     >>> u.tolist(), m.tolist(), r.tolist()
     ([1, 0], [2, 0], [4.0, 1.0])
     """
-    missing = {"user_id", "movie_id", "rating"} - set(ratings.columns)
-    if missing:
-        raise KeyError(f"ratings lacks column(s) {sorted(missing)}")
+    _require(ratings, ("user_id", "movie_id", "rating"), "ratings")
     return (
         torch.from_numpy(users.index(ratings["user_id"].to_numpy())),
         torch.from_numpy(movies.index(ratings["movie_id"].to_numpy())),

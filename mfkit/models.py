@@ -531,6 +531,7 @@ class DemographicsModel(_FeatureModel):
             self.occupation_embedding = nn.Embedding(sizes["occupation"], dim, padding_idx=0)
             self.year_embedding = nn.Embedding(sizes["year"], dim, padding_idx=0)
             self.age_projection = nn.Linear(1, dim)
+            self._gender_codes = sizes["gender"]
             self.gender_projection = nn.Linear(sizes["gender"] - 1, dim)
             self.movie_embedding = nn.Embedding(self.n_movies, movie_dim) if movie_dim else None
             n_in = 5 * dim + movie_dim + sizes["genres"]
@@ -543,7 +544,7 @@ class DemographicsModel(_FeatureModel):
             self.zip_embedding(user_x["zip"]),
             self.occupation_embedding(user_x["occupation"]),
             self.age_projection(user_x["age"].unsqueeze(-1)),
-            self.gender_projection(_one_hot(user_x["gender"], self.side.sizes["gender"])),
+            self.gender_projection(_one_hot(user_x["gender"], self._gender_codes)),
             self.year_embedding(movie_x["year"]),
             movie_x["genres"],
         ]
