@@ -6,6 +6,10 @@ training data, take the top ``k``, and compare them with the relevant ones:
 precision, recall, NDCG and hit rate at ``k`` (:mod:`mfkit.metrics`), plus how
 much of the catalogue the top-``k`` lists cover and how popular their movies are.
 
+Introduced in chapter 7: :func:`evaluate_leave_one_out`, the protocol of
+implicit-feedback papers (NCF): rank each user's held-out interaction among
+99 sampled movies the user never interacted with, or among all unseen movies.
+
 Scores come in batches of users as ``(batch, n_movies)`` matrices, so the
 ranking is a few matrix products and one ``topk`` per batch, never a Python loop
 over movies.
@@ -29,8 +33,15 @@ from mfkit.metrics import (
 )
 from mfkit.models import SoftmaxModel
 from mfkit.retrieval import similarity, top_k_unseen
+from mfkit.sampling import NegativeSampler
 
-__all__ = ["evaluate_ranking", "popularity_scorer", "scorer", "top_k_for_users"]
+__all__ = [
+    "evaluate_leave_one_out",
+    "evaluate_ranking",
+    "popularity_scorer",
+    "scorer",
+    "top_k_for_users",
+]
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,7 +71,7 @@ def scorer(
 
 def popularity_scorer(indexer: Indexer, train: pd.DataFrame) -> Scorer:
     """The baseline that ignores the user: every movie scores its number of training ratings."""
-    _, movies, _ = indexer.tensors(train)
+    movies = torch.from_numpy(indexer.movies.index(train["movie_id"].to_numpy()))
     counts = torch.bincount(movies, minlength=indexer.n_movies).float()
     return lambda rows: counts.expand(len(rows), -1)
 
@@ -158,5 +169,95 @@ def evaluate_ranking(
             f"hit_rate@{k}": hit_rate_at_k(top, lists, k),
             f"coverage@{k}": catalog_coverage([shown], indexer.n_movies),
             f"popularity@{k}": float(counts[shown].mean()) if shown.size else 0.0,
+        }
+    )
+
+
+@torch.no_grad()
+def evaluate_leave_one_out(
+    score: Scorer | torch.nn.Module,
+    indexer: Indexer,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    *,
+    k: int = 10,
+    negatives: int | None = 99,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> pd.Series:
+    """Hit rate and NDCG at ``k`` of held-out interactions (the NCF protocol).
+
+    Every row of ``test`` (usually each user's latest interaction, from
+    :func:`mfkit.splits.leave_one_out`) is one case: the held-out movie is
+    ranked among ``negatives`` movies drawn uniformly, without replacement, from
+    those the user never interacted with (in ``train`` or ``test``); it is a hit
+    if it lands in the top ``k``. Ties are broken at random. ``negatives=None``
+    ranks it among *all* movies the user has no training interaction with:
+    harder, and the number a real system would see.
+
+    Parameters
+    ----------
+    score : nn.Module or callable
+        A model (scored by :func:`scorer`) or ``user_rows -> (n, n_movies)`` scores.
+    indexer : Indexer
+    train, test : DataFrame
+        Interactions with ``user_id, movie_id`` columns.
+    k : int
+    negatives : int or None
+        Sampled negatives per case, or None for the full ranking.
+    seed : int
+        Seed of the negatives and of the tie-breaking.
+
+    Returns
+    -------
+    Series with ``cases``, ``hit_rate@k`` and ``ndcg@k``.
+    """
+    if isinstance(score, torch.nn.Module):
+        score.eval()
+        score = scorer(score)
+    if test.empty:
+        raise ValueError("test is empty: there is nothing to evaluate")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    users = torch.from_numpy(indexer.users.index(test["user_id"].to_numpy()))
+    held_out = torch.from_numpy(indexer.movies.index(test["movie_id"].to_numpy()))
+    if negatives is None:  # every movie without a training interaction is a candidate
+        seen = torch.zeros(indexer.n_users, indexer.n_movies, dtype=torch.bool)
+        seen[
+            indexer.users.index(train["user_id"].to_numpy()),
+            indexer.movies.index(train["movie_id"].to_numpy()),
+        ] = True
+        candidates = None
+    else:
+        sampler = NegativeSampler(
+            pd.concat([train, test])[["user_id", "movie_id"]],
+            indexer.n_movies,
+            users=indexer.users.ids,
+            items=indexer.movies.ids,
+            seed=seed,
+        )
+        candidates = sampler.sample_distinct(users, negatives)
+    generator = torch.Generator().manual_seed(seed)
+    ranks = []
+    for start in range(0, len(users), batch_size):
+        rows = slice(start, start + batch_size)
+        scores = score(users[rows]).cpu()
+        target = scores.gather(1, held_out[rows, None])
+        if candidates is None:
+            others = scores.masked_fill(seen[users[rows]], float("-inf"))
+            others[torch.arange(len(target)), held_out[rows]] = float("-inf")
+        else:
+            others = scores.gather(1, candidates[rows])
+        above = (others > target).sum(dim=1)
+        ties = (others == target).sum(dim=1)
+        # The held-out movie takes a uniformly random place among the movies it ties with.
+        ranks.append(above + (torch.rand(len(ties), generator=generator) * (ties + 1)).long())
+    rank = torch.cat(ranks).double()
+    hit = rank < k
+    return pd.Series(
+        {
+            "cases": len(users),
+            f"hit_rate@{k}": float(hit.double().mean()),
+            f"ndcg@{k}": float(torch.where(hit, 1 / torch.log2(rank + 2), 0.0).mean()),
         }
     )

@@ -17,6 +17,9 @@ Introduced in chapter 4: the regularizers :func:`l2_regularizer` and
 
 Introduced in chapter 5: :func:`softmax_loss`, the cross-entropy of the softmax
 model on held-out movies of each user's bag.
+
+Introduced in chapter 7: :func:`implicit_bce`, the binary cross-entropy of
+interactions (label 1) against sampled negatives (label 0).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch.nn.functional as F  # noqa: N812
 __all__ = [
     "batch_l2",
     "gravity",
+    "implicit_bce",
     "l2_regularizer",
     "mse_dense",
     "mse_gathered",
@@ -181,3 +185,22 @@ def softmax_loss(
     inputs = bags[users]  # advanced indexing copies
     inputs[torch.arange(len(users)), targets] = 0.0
     return F.cross_entropy(model(inputs), targets)
+
+
+def implicit_bce(
+    model: torch.nn.Module, users: torch.Tensor, movies: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Binary cross-entropy of ``sigmoid(model(users, movies))`` against 0/1 ``labels``.
+
+    The model returns logits (any score works: a matrix factorization's
+    ``<U_i, V_j> + b_i + c_j`` too); the sigmoid is applied here, in the
+    numerically stable ``binary_cross_entropy_with_logits``.
+
+    Examples
+    --------
+    >>> from mfkit.models import MatrixFactorization
+    >>> model = MatrixFactorization(2, 2, dim=1, init_std=0.0)   # every logit is 0
+    >>> implicit_bce(model, torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([1.0, 0.0]))
+    tensor(0.6931, grad_fn=<BinaryCrossEntropyWithLogitsBackward0>)
+    """
+    return F.binary_cross_entropy_with_logits(model(users, movies), labels.float())

@@ -14,7 +14,13 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["plot_embedding_map", "plot_history", "plot_long_tail", "plot_norm_vs_popularity"]
+__all__ = [
+    "plot_embedding_map",
+    "plot_history",
+    "plot_long_tail",
+    "plot_norm_vs_popularity",
+    "plot_study",
+]
 
 
 def plot_long_tail(
@@ -133,6 +139,51 @@ def plot_history(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel or ("metric" if use_metric else "loss"))
+    if title is not None:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def plot_study(
+    histories: dict,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    log: bool = False,
+) -> Axes:
+    """Train (solid) and validation (dashed) loss of several runs, one colour per run.
+
+    Introduced in chapter 7 for hyperparameter studies: ``histories`` maps a
+    label (e.g. ``"lr=0.01"``) to the :class:`mfkit.train.History` of that run.
+    ``log=True`` puts the loss on a log scale, for runs that differ by orders
+    of magnitude.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from mfkit.train import History
+    >>> runs = {"a": History(train_loss=[2.0, 1.0], valid_loss=[2.5, 1.5]),
+    ...         "b": History(train_loss=[3.0, 2.0], valid_loss=[3.1, 2.9])}
+    >>> [line.get_label() for line in plot_study(runs).lines]
+    ['a', '_a valid', 'b', '_b valid']
+    """
+    if not histories:
+        raise ValueError("no runs to plot")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for label, history in histories.items():
+        epochs = np.arange(1, history.epochs + 1)
+        (line,) = ax.plot(epochs, history.train_loss, label=str(label))
+        if history.valid_loss:
+            ax.plot(epochs[: len(history.valid_loss)], history.valid_loss, ls="--",
+                    color=line.get_color(), label=f"_{label} valid")  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (solid: train, dashed: validation)")
+    if log:
+        ax.set_yscale("log")
     if title is not None:
         ax.set_title(title)
     ax.legend()

@@ -135,3 +135,42 @@ class NegativeSampler:
         )
         user_rows = np.repeat(np.arange(len(self.per_user)), counts)
         return torch.from_numpy(user_rows), torch.from_numpy(self.sample_for(user_rows))
+
+    def training_data(self, ratio: float = 4.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All positives (label 1) plus freshly drawn negatives (label 0).
+
+        Returns ``(user_rows, item_rows, labels)`` with ``ratio`` negatives per
+        positive of each user. Call it once per epoch (``fit`` accepts
+        ``lambda epoch: sampler.training_data(4)``) so that the model sees new
+        negatives every epoch instead of memorising one fixed draw.
+        """
+        pos_users = torch.from_numpy(self.keys // self.n_items)
+        pos_items = torch.from_numpy(self.keys % self.n_items)
+        neg_users, neg_items = self.sample(ratio=ratio)
+        labels = torch.cat([torch.ones(len(pos_users)), torch.zeros(len(neg_users))])
+        return torch.cat([pos_users, neg_users]), torch.cat([pos_items, neg_items]), labels
+
+    def sample_distinct(self, user_rows: np.ndarray, n: int) -> torch.Tensor:
+        """``n`` *different* negative item rows per user: a ``(len(user_rows), n)`` tensor.
+
+        Draws without replacement from the sampler's distribution (the Gumbel
+        top-k trick: the ``n`` largest ``log p + Gumbel noise`` among the user's
+        unseen items), e.g. the 99 negatives of a leave-one-out evaluation.
+        """
+        user_rows = np.asarray(user_rows, dtype=np.int64)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if not len(user_rows):
+            return torch.empty(0, n, dtype=torch.int64)
+        if (self.per_user[user_rows] > self.n_items - n).any():
+            raise ValueError(f"a user has fewer than n={n} unseen items to draw from")
+        unique, inverse = np.unique(user_rows, return_inverse=True)
+        key_users = self.keys // self.n_items
+        owners = np.searchsorted(unique, key_users).clip(max=len(unique) - 1)
+        mine = unique[owners] == key_users
+        seen = np.zeros((len(unique), self.n_items), dtype=bool)
+        seen[owners[mine], self.keys[mine] % self.n_items] = True
+        keys = np.log(self.probabilities) + self.rng.gumbel(size=(len(user_rows), self.n_items))
+        keys[seen[inverse]] = -np.inf
+        top = np.argpartition(-keys, n - 1, axis=1)[:, :n] if n else keys[:, :0]
+        return torch.from_numpy(np.ascontiguousarray(top, dtype=np.int64))

@@ -5,8 +5,10 @@ takes mini-batches, steps an optimizer, records a :class:`History` per epoch,
 evaluates on validation data, stops early, and is reproducible with ``seed``.
 
 The model is any ``nn.Module``; the data is a tuple of tensors with one row per
-example, and ``loss(model, *batch)`` returns a scalar to minimise. Calling
-:func:`fit` again continues from the model's current weights.
+example (or, from chapter 7, a function of the epoch that returns one, for
+freshly sampled negatives every epoch), and ``loss(model, *batch)`` returns a
+scalar to minimise. Calling :func:`fit` again continues from the model's
+current weights.
 
 Examples
 --------
@@ -126,7 +128,7 @@ def evaluate(
 
 def fit(
     model: nn.Module,
-    data: Sequence[torch.Tensor],
+    data: Sequence[torch.Tensor] | Callable[[int], Sequence[torch.Tensor]],
     loss: Loss,
     *,
     valid: Sequence[torch.Tensor] | None = None,
@@ -148,8 +150,10 @@ def fit(
     ----------
     model : nn.Module
         Trained in place (moved to ``device``).
-    data : tuple of tensors
-        One row per example, e.g. ``(users, movies, ratings)``.
+    data : tuple of tensors, or a function of the epoch that returns one
+        One row per example, e.g. ``(users, movies, ratings)``. A function
+        ``data(epoch)`` (epochs count from 1) gives fresh data every epoch, e.g.
+        newly sampled negatives (chapter 7).
     loss : callable
         ``loss(model, *batch) -> scalar tensor``, e.g. :func:`mfkit.losses.observed_mse`.
     valid : tuple of tensors, optional
@@ -187,9 +191,9 @@ def fit(
         raise ValueError("early stopping (patience) needs validation data (valid=...)")
     device = torch.device(device)
     model.to(device)
-    train = _to(data, device)
+    fresh = callable(data)
+    train = None if fresh else _to(data, device)
     valid = _to(valid, device) if valid is not None else None
-    n = len(train[0])
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     if seed is not None:
         torch.manual_seed(seed)
@@ -200,6 +204,9 @@ def fit(
     bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         start = time.perf_counter()
+        if fresh:
+            train = _to(data(epoch), device)
+        n = len(train[0])
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         total = torch.zeros((), device=device)
