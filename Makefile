@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book test venv data lint format unit notebooks clean
+.PHONY: book test venv data lint format unit notebooks clean bench-scale
 
 CHAPTERS := $(wildcard notebooks/[0-9]*.md)
 
@@ -51,6 +51,10 @@ notebooks: data
 	$(BIN)/pytest --nbval notebooks || test $$? -eq 5
 
 test: lint unit notebooks
+
+# Benchmarks (not part of `make test`): each prints a table and writes it to book/benchmarks/.
+bench-scale: $(STAMP)     ## seconds per epoch and peak memory at 0.1M, 1M and 10M synthetic ratings
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
