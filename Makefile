@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book test venv data lint format unit notebooks clean bench-scale
+.PHONY: book test venv data lint format unit notebooks clean bench-scale bench-speed
 
 CHAPTERS := $(wildcard notebooks/[0-9]*.md)
 
@@ -55,6 +55,10 @@ test: lint unit notebooks
 # Benchmarks (not part of `make test`): each prints a table and writes it to book/benchmarks/.
 bench-scale: $(STAMP)     ## seconds per epoch and peak memory at 0.1M, 1M and 10M synthetic ratings
 	$(BIN)/python benchmarks/scale.py
+
+bench-speed: data         ## time for mfkit's ALS to reach Surprise SVD's RMSE on u1..u5
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/speed.py
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache

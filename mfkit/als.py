@@ -32,12 +32,14 @@ True
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
 
+from mfkit.losses import mse_sparse
 from mfkit.models import MatrixFactorization
+from mfkit.sparse import RatingMatrix
 
 __all__ = ["als_fit", "als_objective", "als_step"]
 
@@ -78,99 +80,67 @@ def als_objective(
     ``sum (r_ij - pred_ij)^2 + reg * (sum_i n_i ||w_i||^2 + sum_j n_j ||h_j||^2)``,
     where ``w_i`` are user ``i``'s factors (and bias), ``h_j`` movie ``j``'s, and
     ``n_i``, ``n_j`` their numbers of ratings (the "weighted-lambda" penalty:
-    busier rows are penalised more, as in stochastic gradient descent).
+    busier rows are penalised more, as in stochastic gradient descent). It is
+    exactly :func:`mfkit.losses.mse_sparse` with ``l2=reg``, the full-batch
+    version of chapter 4's ``observed_mse`` with ``l2``.
     """
     _check(model, users, movies, ratings, reg)
-    error = sum(  # in chunks: a gather of every rating at once would hold |ratings| x dim
-        (model(users[part], movies[part]) - ratings[part]).square().sum()
-        for part in torch.arange(len(ratings), device=ratings.device).split(2**20)
-    )
-    penalty = 0.0
-    for rows, (factors, bias) in zip((users, movies), _sides(model).values(), strict=True):
-        counts = torch.bincount(rows, minlength=len(factors)).to(factors.dtype)
-        norms = factors.square().sum(1) + (bias.square().squeeze(1) if bias is not None else 0)
-        penalty = penalty + (counts * norms).sum()
-    return float((error + reg * penalty) / len(ratings))
+    return _objective(model, _matrix(model, users, movies, ratings), reg)
 
 
-class _Pattern:
-    """Where one side's ratings are, as a CSR matrix (rows x cols) built once.
-
-    The sort happens here; each half-step only fills in new values.
-    """
-
-    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int):
-        self.order = torch.argsort(rows * n_cols + cols)
-        self.counts = torch.bincount(rows, minlength=n_rows)
-        self.crow = torch.cat([self.counts.new_zeros(1), self.counts.cumsum(0)])
-        self.col = cols[self.order]
-        self.shape = (n_rows, n_cols)
-
-    def matrix(self, values: torch.Tensor) -> torch.Tensor:
-        """The CSR matrix with ``values`` (given in rating order) at the rated cells."""
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.sparse_csr_tensor(
-                self.crow, self.col, values[self.order], self.shape, check_invariants=False
-            )
+def _objective(model: MatrixFactorization, matrix: RatingMatrix, reg: float) -> float:
+    with torch.no_grad():
+        return float(mse_sparse(model, matrix, l2=reg))
 
 
-def _solve(pattern: _Pattern, targets: torch.Tensor, inputs: torch.Tensor, reg: float):
+def _solve(
+    csr: Callable[[torch.Tensor], torch.Tensor],
+    counts: torch.Tensor,
+    targets: torch.Tensor,
+    inputs: torch.Tensor,
+    reg: float,
+) -> torch.Tensor:
     """Ridge regression per row: ``w_r = argmin sum_c (t_rc - <w, x_c>)^2 + reg n_r |w|^2``.
 
-    The Gram matrices ``sum_c x_c x_c^T`` are symmetric, so only their upper
-    triangles are computed: one sparse-dense product with ``k (k + 1) / 2`` columns.
+    ``csr(values)`` puts values (one per rating) into the sparse rows x cols
+    matrix. The Gram matrices ``sum_c x_c x_c^T`` are symmetric, so only their
+    upper triangles are computed: one sparse-dense product with ``k (k + 1) / 2``
+    columns.
     """
-    n_rows, k = pattern.shape[0], inputs.shape[1]
+    k = inputs.shape[1]
     upper, lower = torch.triu_indices(k, k, device=inputs.device)
-    outer = inputs[:, upper] * inputs[:, lower]
-    triangle = pattern.matrix(torch.ones_like(targets)) @ outer
-    gram = inputs.new_zeros(n_rows, k, k)
+    triangle = csr(torch.ones_like(targets)) @ (inputs[:, upper] * inputs[:, lower])
+    gram = inputs.new_zeros(len(counts), k, k)
     gram[:, upper, lower] = triangle
     gram[:, lower, upper] = triangle
-    counts = pattern.counts.to(inputs.dtype).clamp(min=1)
-    gram.diagonal(dim1=1, dim2=2).add_(reg * counts[:, None])
-    rhs = pattern.matrix(targets) @ inputs
-    return torch.linalg.solve(gram, rhs)
-
-
-class _Problem:
-    """The rating pattern seen from both sides, built once per :func:`als_fit`."""
-
-    def __init__(self, model: MatrixFactorization, users, movies, ratings):
-        n_users, n_movies = len(model.U), len(model.V)
-        if (
-            users.min() < 0
-            or users.max() >= n_users
-            or movies.min() < 0
-            or movies.max() >= n_movies
-        ):
-            raise IndexError(
-                f"user rows must lie in 0..{n_users - 1} and movie rows in 0..{n_movies - 1}"
-            )
-        self.users, self.movies, self.ratings = users, movies, ratings
-        self.patterns = {
-            "users": _Pattern(users, movies, n_users, n_movies),
-            "movies": _Pattern(movies, users, n_movies, n_users),
-        }
+    gram.diagonal(dim1=1, dim2=2).add_(reg * counts.to(inputs.dtype).clamp(min=1)[:, None])
+    return torch.linalg.solve(gram, csr(targets) @ inputs)
 
 
 @torch.no_grad()
-def _half_step(model: MatrixFactorization, problem: _Problem, reg: float, solve_for: str) -> None:
+def _half_step(model: MatrixFactorization, matrix: RatingMatrix, reg: float, solve_for: str):
     sides = _sides(model)
     other = "movies" if solve_for == "users" else "users"
     (factors, bias), (fixed, fixed_bias) = sides[solve_for], sides[other]
-    cols = problem.movies if solve_for == "users" else problem.users
-    targets = problem.ratings.to(fixed.dtype)
+    rows, cols = (
+        (matrix.users, matrix.movies) if solve_for == "users" else (matrix.movies, matrix.users)
+    )
+    csr = matrix.by_users if solve_for == "users" else matrix.by_movies
+    targets = matrix.ratings.to(fixed.dtype)
     inputs = fixed
     if model.bias:
         targets = targets - model.global_mean - fixed_bias[cols].squeeze(1)
         ones = torch.ones(len(fixed), 1, dtype=fixed.dtype, device=fixed.device)
         inputs = torch.cat([fixed, ones], dim=1)
-    solution = _solve(problem.patterns[solve_for], targets, inputs, reg)
+    counts = torch.bincount(rows, minlength=len(factors))
+    solution = _solve(csr, counts, targets, inputs, reg)
     factors.copy_(solution[:, : factors.shape[1]])
     if model.bias:
         bias.copy_(solution[:, -1:])
+
+
+def _matrix(model: MatrixFactorization, users, movies, ratings) -> RatingMatrix:
+    return RatingMatrix(users, movies, ratings, len(model.U), len(model.V))
 
 
 @torch.no_grad()
@@ -191,7 +161,7 @@ def als_step(
     _check(model, users, movies, ratings, reg)
     if solve_for not in ("users", "movies"):
         raise ValueError(f"solve_for must be 'users' or 'movies', got {solve_for!r}")
-    _half_step(model, _Problem(model, users.long(), movies.long(), ratings), reg, solve_for)
+    _half_step(model, _matrix(model, users, movies, ratings), reg, solve_for)
 
 
 def als_fit(
@@ -214,11 +184,11 @@ def als_fit(
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     _check(model, users, movies, ratings, reg)
     users, movies = users.long(), movies.long()
-    problem = _Problem(model, users, movies, ratings)
-    losses = [als_objective(model, users, movies, ratings, reg=reg)]
+    matrix = _matrix(model, users, movies, ratings)
+    losses = [_objective(model, matrix, reg)]
     for _ in tqdm(range(iterations), desc="ALS", disable=not progress, leave=False):
         for side in ("users", "movies"):
-            _half_step(model, problem, reg, side)
-        losses.append(als_objective(model, users, movies, ratings, reg=reg))
+            _half_step(model, matrix, reg, side)
+        losses.append(_objective(model, matrix, reg))
     model.eval()
     return losses

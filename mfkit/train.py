@@ -84,7 +84,9 @@ class History:
 
 
 def _to(data: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
-    tensors = tuple(torch.as_tensor(t).to(device) for t in data)
+    tensors = tuple(
+        t.to(device) if hasattr(t, "by_users") else torch.as_tensor(t).to(device) for t in data
+    )
     if not tensors:
         raise ValueError("data must be a non-empty tuple of tensors")
     n = len(tensors[0])
@@ -93,6 +95,17 @@ def _to(data: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tenso
     if n == 0:
         raise ValueError("the training data is empty: there is nothing to fit")
     return tensors
+
+
+def _batches(data: tuple, batch_size: int | None, generator: torch.Generator | None):
+    """Shuffled mini-batches of ``data``, or all of it at once when ``batch_size`` is None."""
+    if batch_size is None:
+        yield data
+        return
+    n = len(data[0])
+    order = torch.randperm(n, generator=generator).to(data[0].device)
+    for first in range(0, n, batch_size):
+        yield tuple(t[order[first : first + batch_size]] for t in data)
 
 
 @torch.no_grad()
@@ -111,13 +124,21 @@ def rating_rmse(
 def evaluate(
     model: nn.Module, data: Sequence[torch.Tensor], loss: Loss, *, batch_size: int = 65_536
 ) -> float:
-    """Mean of ``loss(model, *batch)`` over ``data`` in eval mode, weighted by batch size."""
+    """Mean of ``loss(model, *batch)`` over ``data`` in eval mode, weighted by batch size.
+
+    Data that is not made of tensors (a :class:`mfkit.sparse.RatingMatrix`) is
+    evaluated in one call.
+    """
     was_training = model.training
     model.eval()
     tensors = tuple(data)
     n = len(tensors[0]) if tensors else 0
     if n == 0:
         raise ValueError("cannot evaluate on empty data")
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        value = float(loss(model, *tensors))
+        model.train(was_training)
+        return value
     total = 0.0
     for start in range(0, n, batch_size):
         batch = tuple(t[start : start + batch_size] for t in tensors)
@@ -134,7 +155,7 @@ def fit(
     valid: Sequence[torch.Tensor] | None = None,
     metric: Metric | None = None,
     epochs: int = 10,
-    batch_size: int = 1024,
+    batch_size: int | None = 1024,
     lr: float = 0.01,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
@@ -161,8 +182,11 @@ def fit(
     metric : callable, optional
         ``metric(model, *data) -> float`` on whole datasets (e.g. RMSE), recorded for
         the training and validation data after every epoch.
-    epochs, batch_size, lr : int, int, float
-        Length of training, examples per step, learning rate.
+    epochs, batch_size, lr : int, int or None, float
+        Length of training, examples per step, learning rate. ``batch_size=None``
+        takes one full-batch step per epoch on all the data, unshuffled; the data
+        may then be a :class:`mfkit.sparse.RatingMatrix` with
+        :func:`mfkit.losses.mse_sparse` (chapter 8).
     optimizer : {"adam", "sgd", "adamw", "adagrad"}
         The optimizer; ``weight_decay`` is passed to it (an L2 penalty on every
         parameter at every step).
@@ -183,8 +207,11 @@ def fit(
     DivergedError
         When the loss becomes NaN or infinite (with the epoch and what to try).
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if epochs < 1 or (batch_size is not None and batch_size < 1):
+        raise ValueError(
+            f"epochs and batch_size must be >= 1, got {epochs} and {batch_size} "
+            "(batch_size=None takes full-batch steps)"
+        )
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
     if patience is not None and valid is None:
@@ -208,10 +235,8 @@ def fit(
             train = _to(data(epoch), device)
         n = len(train[0])
         model.train()
-        order = torch.randperm(n, generator=generator).to(device)
         total = torch.zeros((), device=device)
-        for first in range(0, n, batch_size):
-            batch = tuple(t[order[first : first + batch_size]] for t in train)
+        for batch in _batches(train, batch_size, generator):
             value = loss(model, *batch)
             opt.zero_grad(set_to_none=True)
             value.backward()
