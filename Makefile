@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book test venv data lint format unit notebooks clean bench-scale bench-speed
+.PHONY: book test venv data lint format unit notebooks clean bench-scale bench-speed bench-accuracy
 
 CHAPTERS := $(wildcard notebooks/[0-9]*.md)
 
@@ -59,6 +59,10 @@ bench-scale: $(STAMP)     ## seconds per epoch and peak memory at 0.1M, 1M and 1
 bench-speed: data         ## time for mfkit's ALS to reach Surprise SVD's RMSE on u1..u5
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/speed.py
+
+bench-accuracy: data      ## RMSE/MAE of mfkit's rating models and Surprise's on u1..u5
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/accuracy.py
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
