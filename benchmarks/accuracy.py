@@ -75,38 +75,30 @@ def train_als(indexer, data, dim, reg, mean) -> MatrixFactorization:
     return model
 
 
-def train_mf(indexer, data, l2, mean, *, valid=None, epochs=None):
-    model = new_model(indexer, MF["dim"], mean)
+def train(model, data, loss, settings: dict, *, valid=None, epochs=None):
+    """Train with ``settings``; with ``valid``, stop early on its RMSE (best weights kept)."""
     history = fit(
         model,
         data,
-        functools.partial(observed_mse, l2=l2),
+        loss,
         valid=valid,
         metric=rating_rmse if valid is not None else None,
-        epochs=epochs or MF["epochs"],
-        lr=MF["lr"],
-        batch_size=MF["batch_size"],
-        patience=MF["patience"] if valid is not None else None,
+        epochs=epochs or settings["epochs"],
+        lr=settings["lr"],
+        batch_size=settings["batch_size"],
+        patience=settings["patience"] if valid is not None else None,
         progress=False,
     )
     return model, history
 
 
-def train_hybrid(side, data, mean, *, valid=None, epochs=None):
-    model = HybridModel(side, global_mean=mean, seed=0)
-    history = fit(
-        model,
-        data,
-        observed_mse,
-        valid=valid,
-        metric=rating_rmse if valid is not None else None,
-        epochs=epochs or HYBRID["epochs"],
-        lr=HYBRID["lr"],
-        batch_size=HYBRID["batch_size"],
-        patience=HYBRID["patience"] if valid is not None else None,
-        progress=False,
-    )
-    return model, history
+def train_mf(indexer, data, l2, mean, **kwargs):
+    loss = functools.partial(observed_mse, l2=l2)
+    return train(new_model(indexer, MF["dim"], mean), data, loss, MF, **kwargs)
+
+
+def train_hybrid(side, data, mean, **kwargs):
+    return train(HybridModel(side, global_mean=mean, seed=0), data, observed_mse, HYBRID, **kwargs)
 
 
 @torch.no_grad()

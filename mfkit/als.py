@@ -44,16 +44,10 @@ from mfkit.sparse import RatingMatrix
 __all__ = ["als_fit", "als_objective", "als_step"]
 
 
-def _check(model, users, movies, ratings, reg) -> None:
+def _check(model, reg) -> None:
+    """Model and penalty; the ratings are checked by :class:`~mfkit.sparse.RatingMatrix`."""
     if not isinstance(model, MatrixFactorization):
         raise TypeError(f"ALS trains a MatrixFactorization, got {type(model).__name__}")
-    if not len(users) == len(movies) == len(ratings):
-        raise ValueError(
-            f"users, movies and ratings differ in length: {len(users)}, {len(movies)}, "
-            f"{len(ratings)}"
-        )
-    if len(ratings) == 0:
-        raise ValueError("there are no ratings to fit")
     if reg <= 0:
         raise ValueError(f"reg must be > 0 (it keeps every system solvable), got {reg}")
 
@@ -84,7 +78,7 @@ def als_objective(
     exactly :func:`mfkit.losses.mse_sparse` with ``l2=reg``, the full-batch
     version of chapter 4's ``observed_mse`` with ``l2``.
     """
-    _check(model, users, movies, ratings, reg)
+    _check(model, reg)
     return _objective(model, _matrix(model, users, movies, ratings), reg)
 
 
@@ -158,7 +152,7 @@ def als_step(
     ``solve_for`` is ``"users"`` or ``"movies"``. Rows without ratings are set
     to zero (the penalty's minimum).
     """
-    _check(model, users, movies, ratings, reg)
+    _check(model, reg)
     if solve_for not in ("users", "movies"):
         raise ValueError(f"solve_for must be 'users' or 'movies', got {solve_for!r}")
     _half_step(model, _matrix(model, users, movies, ratings), reg, solve_for)
@@ -182,7 +176,7 @@ def als_fit(
     """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    _check(model, users, movies, ratings, reg)
+    _check(model, reg)
     users, movies = users.long(), movies.long()
     matrix = _matrix(model, users, movies, ratings)
     losses = [_objective(model, matrix, reg)]
