@@ -84,9 +84,8 @@ class History:
 
 
 def _to(data: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
-    tensors = tuple(
-        t.to(device) if hasattr(t, "by_users") else torch.as_tensor(t).to(device) for t in data
-    )
+    # Tensors and RatingMatrix objects move themselves; arrays and lists become tensors.
+    tensors = tuple((t if hasattr(t, "to") else torch.as_tensor(t)).to(device) for t in data)
     if not tensors:
         raise ValueError("data must be a non-empty tuple of tensors")
     n = len(tensors[0])
