@@ -116,17 +116,16 @@ def _half_step(model: MatrixFactorization, matrix: RatingMatrix, reg: float, sol
     sides = _sides(model)
     other = "movies" if solve_for == "users" else "users"
     (factors, bias), (fixed, fixed_bias) = sides[solve_for], sides[other]
-    rows, cols = (
-        (matrix.users, matrix.movies) if solve_for == "users" else (matrix.movies, matrix.users)
-    )
-    csr = matrix.by_users if solve_for == "users" else matrix.by_movies
+    if solve_for == "users":
+        cols, csr, counts = matrix.movies, matrix.by_users, matrix.user_counts
+    else:
+        cols, csr, counts = matrix.users, matrix.by_movies, matrix.movie_counts
     targets = matrix.ratings.to(fixed.dtype)
     inputs = fixed
     if model.bias:
         targets = targets - model.global_mean - fixed_bias[cols].squeeze(1)
         ones = torch.ones(len(fixed), 1, dtype=fixed.dtype, device=fixed.device)
         inputs = torch.cat([fixed, ones], dim=1)
-    counts = torch.bincount(rows, minlength=len(factors))
     solution = _solve(csr, counts, targets, inputs, reg)
     factors.copy_(solution[:, : factors.shape[1]])
     if model.bias:

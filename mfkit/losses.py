@@ -126,12 +126,17 @@ def mse_sparse(model: torch.nn.Module, matrix, *, l2: float = 0.0) -> torch.Tens
     loss = F.mse_loss(pred, matrix.ratings)
     if l2:
         penalty = 0.0
-        tables = [(model.user_factors, matrix.users), (model.movie_factors, matrix.movies)]
+        tables = [
+            (model.user_factors, matrix.user_counts),
+            (model.movie_factors, matrix.movie_counts),
+        ]
         if model.bias:
-            tables += [(model.user_bias, matrix.users), (model.movie_bias, matrix.movies)]
-        for table, rows in tables:
-            counts = torch.bincount(rows, minlength=len(table.weight)).to(table.weight.dtype)
-            penalty = penalty + (counts * table.weight.square().sum(1)).sum()
+            tables += [
+                (model.user_bias, matrix.user_counts),
+                (model.movie_bias, matrix.movie_counts),
+            ]
+        for table, counts in tables:
+            penalty = penalty + (counts.to(table.weight.dtype) * table.weight.square().sum(1)).sum()
         loss = loss + l2 * penalty / len(matrix)
     return loss
 

@@ -41,8 +41,8 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape) -> 
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
-def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
-    counts = torch.bincount(rows, minlength=n_rows)
+def _crow(counts: torch.Tensor) -> torch.Tensor:
+    """CSR row pointers from the number of entries in each row."""
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
 
@@ -61,6 +61,8 @@ class RatingMatrix:
     ----------
     users, movies, ratings : tensor
         The ratings in matrix order (by user, then movie).
+    user_counts, movie_counts : tensor
+        Number of ratings of each user and of each movie.
     """
 
     def __init__(
@@ -86,9 +88,11 @@ class RatingMatrix:
         self.users, self.movies = users[order], movies[order]
         self.ratings = torch.as_tensor(ratings, dtype=torch.float32)[order]
         self.shape = (n_users, n_movies)
-        self._crow_users = _crow(self.users, n_users)
+        self.user_counts = torch.bincount(self.users, minlength=n_users)
+        self.movie_counts = torch.bincount(self.movies, minlength=n_movies)
+        self._crow_users = _crow(self.user_counts)
         self._by_movie = torch.argsort(self.movies * n_users + self.users)  # transpose order
-        self._crow_movies = _crow(self.movies, n_movies)
+        self._crow_movies = _crow(self.movie_counts)
         self._rows_of_movies = self.users[self._by_movie]
 
     def __len__(self) -> int:
