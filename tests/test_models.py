@@ -189,3 +189,27 @@ def test_gradients_flow_to_used_rows_only() -> None:
     assert torch.count_nonzero(user_grad[[0, 2, 3, 4]]) == 0
     torch.testing.assert_close(user_grad[1], model.V[2].detach())
     assert model.global_mean.grad.item() == 1.0
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_forward_on_index_grids_matches_pair_by_pair(bias: bool) -> None:
+    """Index tensors of any shape (here a users-by-candidates grid) give that shape."""
+    model = MatrixFactorization(N_USERS, N_MOVIES, DIM, bias=bias, seed=2, init_std=1.0)
+    if bias:
+        set_biases(model, seed=3)
+    users = torch.tensor([[0], [3]]).expand(2, 4)
+    movies = torch.tensor([[1, 6, 6, 0], [2, 5, 4, 1]])
+    out = model(users, movies)
+    assert out.shape == (2, 4)
+    for r in range(2):
+        for c in range(4):
+            expected = brute_force(model, int(users[r, c]), int(movies[r, c]))
+            assert out[r, c].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_repeated_pairs_accumulate_gradients() -> None:
+    model = MatrixFactorization(N_USERS, N_MOVIES, DIM, seed=0)
+    model(torch.tensor([1, 1, 1]), torch.tensor([2, 2, 4])).sum().backward()
+    expected = 2 * model.V[2].detach() + model.V[4].detach()
+    torch.testing.assert_close(model.user_factors.weight.grad[1], expected)
+    torch.testing.assert_close(model.movie_factors.weight.grad[2], 2 * model.U[1].detach())
