@@ -120,6 +120,13 @@ def rating_rmse(
 
 
 @torch.no_grad()
+def _columns(data):
+    """The data as metrics take it: a lone rating matrix gives ``(users, movies, ratings)``."""
+    if len(data) == 1 and hasattr(data[0], "ratings"):
+        return data[0].users, data[0].movies, data[0].ratings
+    return data
+
+
 def evaluate(
     model: nn.Module, data: Sequence[torch.Tensor], loss: Loss, *, batch_size: int = 65_536
 ) -> float:
@@ -253,11 +260,11 @@ def fit(
         model.eval()
         with torch.no_grad():
             if metric is not None:
-                history.train_metric.append(float(metric(model, *train)))
+                history.train_metric.append(float(metric(model, *_columns(train))))
             if valid is not None:
                 history.valid_loss.append(evaluate(model, valid, loss))
                 if metric is not None:
-                    history.valid_metric.append(float(metric(model, *valid)))
+                    history.valid_metric.append(float(metric(model, *_columns(valid))))
         if valid is not None:
             score = (history.valid_metric or history.valid_loss)[-1]
             score = score if minimize else -score

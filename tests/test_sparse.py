@@ -12,7 +12,7 @@ import torch
 from mfkit.losses import mse_sparse, observed_mse
 from mfkit.models import MatrixFactorization
 from mfkit.sparse import RatingMatrix
-from mfkit.train import evaluate, fit
+from mfkit.train import evaluate, fit, rating_rmse
 
 N_USERS, N_MOVIES = 8, 7
 RATED_USERS = torch.tensor([0, 1, 3, 4, 6])  # users 2, 5 and 7 have no ratings
@@ -306,6 +306,18 @@ def test_fit_on_a_rating_matrix_records_the_validation_loss():
     assert history.valid_loss[-1] == pytest.approx(
         float(mse_sparse(model, valid_matrix).detach()), rel=1e-6
     )
+
+
+def test_fit_on_a_rating_matrix_records_metrics_of_its_ratings():
+    """A metric (here RMSE) takes (users, movies, ratings): fit unpacks a rating matrix."""
+    train, valid = random_triples(30, 17), random_triples(10, 18)
+    matrix = RatingMatrix(*train, N_USERS, N_MOVIES)
+    model = make_model(bias=True)
+    history = fit(model, (matrix,), mse_sparse, valid=(RatingMatrix(*valid, N_USERS, N_MOVIES),),
+                  metric=rating_rmse, batch_size=None, epochs=2, progress=False)  # fmt: skip
+    assert len(history.train_metric) == len(history.valid_metric) == 2
+    assert history.train_metric[-1] == pytest.approx(rating_rmse(model, *train), rel=1e-6)
+    assert history.valid_metric[-1] == pytest.approx(rating_rmse(model, *valid), rel=1e-6)
 
 
 def test_evaluate_on_a_rating_matrix_is_one_call():
