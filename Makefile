@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book test venv data lint format unit notebooks clean bench-scale bench-speed bench-accuracy
+.PHONY: book check-book test venv data lint format unit notebooks clean bench-scale bench-speed bench-accuracy
 
 CHAPTERS := $(wildcard notebooks/[0-9]*.md)
 
@@ -33,14 +33,18 @@ book: data                ## the HTML book; warnings, broken references and fail
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	@echo "Book written to _build/html/index.html"
 
+check-book: $(STAMP)      ## after `make book`: the book in headless Chromium (Debian's chromium); screenshots in _build/screenshots
+	$(BIN)/python -m pip install --quiet -e '.[browser]'
+	$(BIN)/pytest -q browser_tests
+
 lint: $(STAMP)
-	$(BIN)/ruff check mfkit tests notebooks $(wildcard benchmarks)
-	$(BIN)/ruff format --check mfkit tests notebooks $(wildcard benchmarks)
+	$(BIN)/ruff check mfkit tests notebooks benchmarks browser_tests
+	$(BIN)/ruff format --check mfkit tests notebooks benchmarks browser_tests
 	$(BIN)/jupytext --pipe-fmt ipynb --check '$(BIN)/ruff check --config pyproject.toml --ignore E402 {}' $(CHAPTERS)
 	$(BIN)/jupytext --pipe-fmt ipynb --check '$(BIN)/ruff format --check --config pyproject.toml {}' $(CHAPTERS)
 
 format: $(STAMP)          ## format mfkit, tests and the notebooks' code cells with ruff
-	$(BIN)/ruff format mfkit tests notebooks $(wildcard benchmarks)
+	$(BIN)/ruff format mfkit tests notebooks benchmarks browser_tests
 	$(BIN)/jupytext --pipe-fmt ipynb --pipe '$(BIN)/ruff format --config pyproject.toml {}' $(CHAPTERS)
 
 unit: $(STAMP)

@@ -45,7 +45,7 @@ from mfkit.saving import ModelFileError, SavedModel, load_model, save_model
 from mfkit.splits import random_split
 from mfkit.train import fit, rating_rmse
 
-#: How the command line trains its two models: the settings chosen in chapter 6.
+#: How the command line trains its two models (the settings chosen in chapter 6).
 RECIPES: dict[str, dict] = {
     "hybrid": {
         "model": {"dim": 128, "hidden": (128, 64, 32), "dropout": 0.2},

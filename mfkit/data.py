@@ -366,11 +366,11 @@ class MovieLens:
 
     Attributes
     ----------
-    ratings : DataFrame
+    ratings : pandas.DataFrame
         ``user_id, movie_id, rating, timestamp`` (Unix seconds), one row per rating.
-    users : DataFrame
+    users : pandas.DataFrame
         ``user_id, age, gender, occupation, zip_code``.
-    movies : DataFrame
+    movies : pandas.DataFrame
         ``movie_id, title, release_date, year`` and one 0/1 column per genre in
         :data:`GENRES`.
     name : str
@@ -520,7 +520,7 @@ def load_split(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the official ``(train, test)`` ratings of split ``name``.
 
-    ML-100K ships ``u1``..``u5`` (five disjoint 80/20 folds for cross-validation)
+    ML-100K ships ``u1`` to ``u5`` (five disjoint 80/20 folds for cross-validation)
     and ``ua``/``ub`` (exactly 10 test ratings per user).
 
     Examples

@@ -246,7 +246,7 @@ class SideFeatures:
     """Encode who the users are and what the movies are, for the feature models.
 
     Introduced in chapter 6. Built from the ``users`` and ``movies`` frames of a
-    :class:`~mfkit.data.MovieLens`; the rows of :attr:`users` and :attr:`movies`
+    :class:`~mfkit.data.MovieLens`; the rows of its encoded ``users`` and ``movies``
     follow the rows of those frames, as :meth:`Indexer.from_movielens` does, so
     row ``i`` of a model's tables is the same user everywhere.
 

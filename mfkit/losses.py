@@ -6,7 +6,7 @@ computed two ways that give the same number:
 * :func:`mse_dense` builds the full ``N x M`` matrix ``U V^T`` and reads off the
   observed cells: O(N M d) time and O(N M) memory.
 * :func:`mse_gathered` gathers only the rows ``U_i``, ``V_j`` of the observed pairs:
-  O(|Omega| d) time and memory, independent of how many cells are empty.
+  ``O(|Omega| d)`` time and memory, independent of how many cells are empty.
 
 :func:`observed_mse` is the gathered loss of any model, in the form the training
 loop (:func:`mfkit.train.fit`) expects: ``loss(model, users, movies, ratings)``.
@@ -67,7 +67,7 @@ def mse_gathered(
     movies: torch.Tensor,
     ratings: torch.Tensor,
 ) -> torch.Tensor:
-    """Observed MSE from the gathered rows of the observed pairs (O(|Omega| d) memory).
+    """Observed MSE from the gathered rows of the observed pairs (``O(|Omega| d)`` memory).
 
     Examples
     --------

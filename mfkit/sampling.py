@@ -26,7 +26,7 @@ import torch
 
 __all__ = ["DISTRIBUTIONS", "NegativeSampler", "implicit"]
 
-#: How negatives can be drawn: every unseen item alike, or weighted by popularity.
+#: How negatives can be drawn (every unseen item alike, or weighted by popularity).
 DISTRIBUTIONS = ("uniform", "popularity")
 
 

@@ -55,7 +55,8 @@ class ModelFileError(ValueError):
 
 @dataclass
 class SavedModel:
-    """A loaded model (in eval mode), the :class:`Indexer` of its rows, and its ``meta``."""
+    """A loaded model (in eval mode), the :class:`~mfkit.features.Indexer` of its rows, and
+    its ``meta``."""
 
     model: nn.Module
     indexer: Indexer

@@ -59,9 +59,9 @@ class RatingMatrix:
 
     Attributes
     ----------
-    users, movies, ratings : tensor
+    users, movies, ratings : torch.Tensor
         The ratings in matrix order (by user, then movie).
-    user_counts, movie_counts : tensor
+    user_counts, movie_counts : torch.Tensor
         Number of ratings of each user and of each movie.
     """
 
