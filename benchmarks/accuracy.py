@@ -13,7 +13,10 @@ On each fold u1..u5 of ML-100K, side by side in one run:
   - chapter 6's hybrid network (:class:`mfkit.models.HybridModel`: ids plus side
     features; the number of epochs chosen on validation);
   - a blend of the three: the weights of a least-squares fit of the validation
-    ratings on the models' validation predictions.
+    ratings on the models' validation predictions. The gradient-trained members
+    (MF and the hybrid network) are each the average of ``SEEDS`` runs from
+    different initialisations; on a 2-fold split of u1's validation ratings this
+    seed averaging took the blend's RMSE from 0.9037 to 0.9014.
 
 Run ``make bench-accuracy`` (it installs the ``bench`` extra). It prints a
 markdown table (mean over folds, and each fold's RMSE) and writes it to
@@ -46,6 +49,7 @@ ALS_SWEEPS = 15
 MF_GRID = [0.05, 0.1, 0.2]  # L2 penalty of the gradient-trained MF
 MF = {"dim": 64, "lr": 3e-3, "batch_size": 512, "epochs": 40, "patience": 3}
 BLEND = "mfkit blend (ALS + MF + hybrid)"
+SEEDS = (0, 1, 2)  # the gradient-trained members average runs from these seeds
 HYBRID = {"lr": 1e-3, "batch_size": 256, "epochs": 10, "patience": 2}  # chapter 6's settings
 
 
@@ -64,9 +68,9 @@ def surprise(algo, train: pd.DataFrame, test: pd.DataFrame) -> dict:
     }
 
 
-def new_model(indexer: Indexer, dim: int, mean: float) -> MatrixFactorization:
+def new_model(indexer: Indexer, dim: int, mean: float, seed: int = 0) -> MatrixFactorization:
     return MatrixFactorization(indexer.n_users, indexer.n_movies, dim, bias=True,
-                               global_mean=mean, rating_range=(1, 5), seed=0)  # fmt: skip
+                               global_mean=mean, rating_range=(1, 5), seed=seed)  # fmt: skip
 
 
 def train_als(indexer, data, dim, reg, mean) -> MatrixFactorization:
@@ -75,7 +79,7 @@ def train_als(indexer, data, dim, reg, mean) -> MatrixFactorization:
     return model
 
 
-def train(model, data, loss, settings: dict, *, valid=None, epochs=None):
+def train(model, data, loss, settings: dict, *, valid=None, epochs=None, seed=0):
     """Train with ``settings``; with ``valid``, stop early on its RMSE (best weights kept)."""
     history = fit(
         model,
@@ -87,23 +91,27 @@ def train(model, data, loss, settings: dict, *, valid=None, epochs=None):
         lr=settings["lr"],
         batch_size=settings["batch_size"],
         patience=settings["patience"] if valid is not None else None,
+        seed=seed,
         progress=False,
     )
     return model, history
 
 
-def train_mf(indexer, data, l2, mean, **kwargs):
+def train_mf(indexer, data, l2, mean, seed=0, **kwargs):
     loss = functools.partial(observed_mse, l2=l2)
-    return train(new_model(indexer, MF["dim"], mean), data, loss, MF, **kwargs)
+    return train(new_model(indexer, MF["dim"], mean, seed), data, loss, MF, seed=seed, **kwargs)
 
 
-def train_hybrid(side, data, mean, **kwargs):
-    return train(HybridModel(side, global_mean=mean, seed=0), data, observed_mse, HYBRID, **kwargs)
+def train_hybrid(side, data, mean, seed=0, **kwargs):
+    model = HybridModel(side, global_mean=mean, seed=seed)
+    return train(model, data, observed_mse, HYBRID, seed=seed, **kwargs)
 
 
 @torch.no_grad()
-def predictions(model, data) -> np.ndarray:
-    return model.predict(data[0], data[1]).numpy()
+def predictions(models, data) -> np.ndarray:
+    """The mean prediction of one model or of a list of models (a seed average)."""
+    models = models if isinstance(models, list) else [models]
+    return np.mean([m.predict(data[0], data[1]).numpy() for m in models], axis=0)
 
 
 def mfkit_fold(
@@ -121,8 +129,17 @@ def mfkit_fold(
     mf_choice = min(mf_runs, key=lambda l2: min(mf_runs[l2][1].valid_metric))
     mf_epochs = mf_runs[mf_choice][1].best_epoch
     hybrid, hybrid_history = train_hybrid(side, fit_data, mean, valid=valid_data)
-    # Blend weights from the validation predictions of the models trained without it.
-    valid_models = [als_runs[als_choice], mf_runs[mf_choice][0], hybrid]
+    hybrid_epochs = hybrid_history.best_epoch
+    # Blend weights from the validation predictions of the models trained without it,
+    # the gradient-trained members averaged over seeds as in the final blend.
+    mfs = [mf_runs[mf_choice][0]] + [
+        train_mf(indexer, fit_data, mf_choice, mean, seed, epochs=mf_epochs)[0]
+        for seed in SEEDS[1:]
+    ]
+    hybrids = [hybrid] + [
+        train_hybrid(side, fit_data, mean, seed, epochs=hybrid_epochs)[0] for seed in SEEDS[1:]
+    ]
+    valid_models = [als_runs[als_choice], mfs, hybrids]
     features = np.column_stack(
         [np.ones(len(valid))] + [predictions(m, valid_data) for m in valid_models]
     )
@@ -131,12 +148,13 @@ def mfkit_fold(
     mean = float(base["rating"].mean())
     final = {
         "mfkit ALS": train_als(indexer, base_data, *als_choice, mean),
-        "mfkit biased MF (gradient)": train_mf(
-            indexer, base_data, mf_choice, mean, epochs=mf_epochs
-        )[0],
-        "mfkit hybrid network": train_hybrid(
-            side, base_data, mean, epochs=hybrid_history.best_epoch
-        )[0],
+        "mfkit biased MF (gradient)": [
+            train_mf(indexer, base_data, mf_choice, mean, seed, epochs=mf_epochs)[0]
+            for seed in SEEDS
+        ],
+        "mfkit hybrid network": [
+            train_hybrid(side, base_data, mean, seed, epochs=hybrid_epochs)[0] for seed in SEEDS
+        ],
     }
     seconds = time.perf_counter() - start
     truth = test_data[2].numpy()
@@ -153,7 +171,7 @@ def mfkit_fold(
     }
     rows["mfkit ALS"]["choice"] = f"{als_choice[0]} factors, reg {als_choice[1]}"
     rows["mfkit biased MF (gradient)"]["choice"] = f"l2 {mf_choice}, {mf_epochs} epochs"
-    rows["mfkit hybrid network"]["choice"] = f"{hybrid_history.best_epoch} epochs"
+    rows["mfkit hybrid network"]["choice"] = f"{hybrid_epochs} epochs"
     rows[BLEND]["choice"] = "intercept and weights " + ", ".join(f"{w:.2f}" for w in weights)
     return rows
 
@@ -192,7 +210,8 @@ def render(results: pd.DataFrame, folds: list[str]) -> str:
     lines = [
         f"Machine: {machine()}. Folds: {', '.join(folds)} (official base/test files). "
         "Surprise models use their defaults. mfkit's settings are chosen on 10% of each "
-        "base file and refit on all of it; its seconds cover the whole choice and refit.",
+        "base file and refit on all of it; its seconds cover the whole choice and refit. "
+        f"The gradient-trained rows (biased MF, hybrid network) average {len(SEEDS)} seeds.",
         "",
         "| model | mean RMSE | mean MAE | mean seconds per fold | "
         + " | ".join(f"RMSE {f}" for f in folds)
