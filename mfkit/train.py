@@ -119,7 +119,6 @@ def rating_rmse(
     return float(error.square().mean().sqrt())
 
 
-@torch.no_grad()
 def _columns(data):
     """The data as metrics take it: a lone rating matrix gives ``(users, movies, ratings)``."""
     if len(data) == 1 and hasattr(data[0], "ratings"):
@@ -127,6 +126,7 @@ def _columns(data):
     return data
 
 
+@torch.no_grad()
 def evaluate(
     model: nn.Module, data: Sequence[torch.Tensor], loss: Loss, *, batch_size: int = 65_536
 ) -> float:

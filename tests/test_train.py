@@ -150,6 +150,17 @@ def test_evaluate_weights_batches_and_restores_mode(data) -> None:
     assert not model.training
 
 
+def test_evaluate_tracks_no_gradients(data) -> None:
+    seen = []
+
+    def loss(model, *batch):
+        seen.append(torch.is_grad_enabled())
+        return observed_mse(model, *batch)
+
+    evaluate(new_model(), data, loss, batch_size=100)
+    assert seen and not any(seen)
+
+
 def test_same_seed_same_result_different_seed_different_order(data) -> None:
     runs = []
     for seed in (1, 1, 2):
