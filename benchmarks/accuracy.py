@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 from common import machine, write
-from surprise import SVD, BaselineOnly, Dataset, Reader, SVDpp, accuracy
+from peers import surprise
+from surprise import SVD, BaselineOnly, SVDpp
 
 from mfkit.als import als_fit
 from mfkit.data import load_movielens, load_split
@@ -51,21 +52,6 @@ MF = {"dim": 64, "lr": 3e-3, "batch_size": 512, "epochs": 40, "patience": 3}
 BLEND = "mfkit blend (ALS + MF + hybrid)"
 SEEDS = (0, 1, 2)  # the gradient-trained members average runs from these seeds
 HYBRID = {"lr": 1e-3, "batch_size": 256, "epochs": 10, "patience": 2}  # chapter 6's settings
-
-
-def surprise(algo, train: pd.DataFrame, test: pd.DataFrame) -> dict:
-    reader = Reader(rating_scale=(1, 5))
-    trainset = Dataset.load_from_df(train[["user_id", "movie_id", "rating"]], reader)
-    start = time.perf_counter()
-    algo.fit(trainset.build_full_trainset())
-    seconds = time.perf_counter() - start
-    cases = list(zip(test["user_id"], test["movie_id"], test["rating"], strict=True))
-    predictions = algo.test(cases)
-    return {
-        "rmse": accuracy.rmse(predictions, verbose=False),
-        "mae": accuracy.mae(predictions, verbose=False),
-        "seconds": seconds,
-    }
 
 
 def new_model(indexer: Indexer, dim: int, mean: float, seed: int = 0) -> MatrixFactorization:

@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 from common import machine, write
-from surprise import SVD, Dataset, Reader, accuracy
+from peers import surprise
+from surprise import SVD
 
 from mfkit.als import als_fit
 from mfkit.data import load_movielens, load_split
@@ -33,19 +34,6 @@ from mfkit.models import MatrixFactorization
 from mfkit.train import rating_rmse
 
 DIM, REG, MAX_SWEEPS = 32, 0.15, 30
-
-
-def surprise_svd(train, test) -> tuple[float, float]:
-    """Seconds to fit Surprise SVD (defaults, seeded) on ``train``, and its test RMSE."""
-    reader = Reader(rating_scale=(1, 5))
-    trainset = Dataset.load_from_df(train[["user_id", "movie_id", "rating"]], reader)
-    trainset = trainset.build_full_trainset()
-    algo = SVD(random_state=0)
-    start = time.perf_counter()
-    algo.fit(trainset)
-    seconds = time.perf_counter() - start
-    cases = list(zip(test["user_id"], test["movie_id"], test["rating"], strict=True))
-    return seconds, accuracy.rmse(algo.test(cases), verbose=False)
 
 
 def als_to_target(indexer, train, test, target: float) -> tuple[int, float, float]:
@@ -78,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for fold in args.folds:
         train, test = load_split(fold)
-        svd_seconds, svd_rmse = surprise_svd(train, test)
+        svd = surprise(SVD(random_state=0), train, test)  # Surprise's defaults, seeded
+        svd_seconds, svd_rmse = svd["seconds"], svd["rmse"]
         sweeps, als_seconds, als_rmse = als_to_target(indexer, train, test, svd_rmse)
         rows.append((fold, len(train), svd_seconds, svd_rmse, sweeps, als_seconds, als_rmse))
         print(f"{fold}: SVD {svd_seconds:.2f} s {svd_rmse:.4f}; ALS {sweeps} sweeps "
