@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book check-book test venv data lint format unit notebooks clean bench-scale bench-speed bench-accuracy
+.PHONY: book check-book test venv lab data lint format unit notebooks clean bench-scale bench-speed bench-accuracy
 
 CHAPTERS := $(wildcard notebooks/[0-9]*.md)
 
@@ -26,6 +26,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,book]'
 	touch $@
 
+# JupyterLab in this environment opens the chapters' .md files as notebooks
+# (jupytext), with their MyST directives rendered (jupyterlab-myst).
+LABCONFIG := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
+$(LABCONFIG): .jupyter/labconfig/default_setting_overrides.json $(STAMP)
+	mkdir -p $(dir $@)
+	cp $< $@
+
+LAB_PORT ?= 8888
+lab: $(LABCONFIG) data    ## JupyterLab on the repository, at http://localhost:8888 (the book's launch buttons open chapters there)
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0
+
 data: $(STAMP)            ## fetch ML-100K (or find it in $MFKIT_DATA_DIR) and check every file
 	$(BIN)/mfkit data
 
@@ -33,18 +44,18 @@ book: data                ## the HTML book; warnings, broken references and fail
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	@echo "Book written to _build/html/index.html"
 
-check-book: $(STAMP)      ## after `make book`: the book in headless Chromium (Debian's chromium); screenshots in _build/screenshots
+check-book: $(STAMP)      ## after `make book`: the book in headless Chromium (Debian's chromium), its launch buttons in JupyterLab, its downloads in a fresh Python; screenshots in _build/screenshots
 	$(BIN)/python -m pip install --quiet -e '.[browser]'
 	$(BIN)/pytest -q browser_tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check mfkit tests notebooks benchmarks browser_tests
-	$(BIN)/ruff format --check mfkit tests notebooks benchmarks browser_tests
+	$(BIN)/ruff check mfkit tests notebooks benchmarks browser_tests book/_ext
+	$(BIN)/ruff format --check mfkit tests notebooks benchmarks browser_tests book/_ext
 	$(BIN)/jupytext --pipe-fmt ipynb --check '$(BIN)/ruff check --config pyproject.toml --ignore E402 {}' $(CHAPTERS)
 	$(BIN)/jupytext --pipe-fmt ipynb --check '$(BIN)/ruff format --check --config pyproject.toml {}' $(CHAPTERS)
 
 format: $(STAMP)          ## format mfkit, tests and the notebooks' code cells with ruff
-	$(BIN)/ruff format mfkit tests notebooks benchmarks browser_tests
+	$(BIN)/ruff format mfkit tests notebooks benchmarks browser_tests book/_ext
 	$(BIN)/jupytext --pipe-fmt ipynb --pipe '$(BIN)/ruff format --config pyproject.toml {}' $(CHAPTERS)
 
 unit: $(STAMP)

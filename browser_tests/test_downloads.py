@@ -1,0 +1,155 @@
+"""The built book's downloads: each chapter's notebooks and mfkit's wheel, as a learner gets them.
+
+Every chapter page's download menu links the executed ``.ipynb``, the ``.ipynb`` without
+solutions and mfkit's wheel (book/_ext/downloads.py). The last test plays a learner on a
+hosted Jupyter: a fresh Python without mfkit, the downloaded chapter 1 and the wheel in
+one folder; the notebook's first code cell installs mfkit from the wheel, and the whole
+chapter then runs. (The fresh environment borrows the course environment's other
+packages through a ``.pth`` file, so nothing is downloaded; MovieLens comes from
+``MFKIT_DATA_DIR`` as everywhere in CI.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from test_book import HTML, listing, scan, toc_files, unavailable
+
+WHEELS = HTML / "_downloads" / "mfkit"
+
+
+def chapters() -> list[str]:
+    return [f for f in toc_files() if f.startswith("notebooks/")]
+
+
+def wheel() -> Path:
+    if not (HTML / "index.html").is_file():
+        unavailable(f"no built book at {HTML / 'index.html'}: run `make book` first")
+    found = sorted(WHEELS.glob("mfkit-*.whl"))
+    assert len(found) == 1, f"expected one mfkit wheel in {WHEELS}, found {found}"
+    return found[0]
+
+
+def exercises(notebook: nbformat.NotebookNode) -> int:
+    return sum(
+        len(re.findall(r"^`{3,}\{exercise\}", c.source, re.M))
+        for c in notebook.cells
+        if c.cell_type == "markdown"
+    )
+
+
+def test_every_chapter_page_offers_both_notebooks_and_the_wheel() -> None:
+    name = wheel().name
+    problems = []
+    for chapter in chapters():
+        hrefs = {h.split("#")[0] for h in scan(HTML / f"{chapter}.html").links}
+        for wanted in (
+            f"../_sources/{chapter}.ipynb",
+            f"../_sources/{chapter}-no-solutions.ipynb",
+            f"../_downloads/mfkit/{name}",
+        ):
+            if wanted not in hrefs:
+                problems.append(f"{chapter}.html: no link to {wanted}")
+            elif not (HTML / chapter).parent.joinpath(wanted).resolve().is_file():
+                problems.append(f"{chapter}.html: {wanted} is missing from the build")
+    assert not problems, listing("download menus", problems)
+
+
+def test_the_wheel_holds_the_package() -> None:
+    with zipfile.ZipFile(wheel()) as archive:
+        names = set(archive.namelist())
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        text = archive.read(metadata).decode()
+    assert {"mfkit/__init__.py", "mfkit/models.py", "mfkit/cli.py"} <= names
+    assert "Provides-Extra: notebooks" in text
+
+
+def test_executed_notebooks_start_with_the_install_cell_and_keep_their_outputs() -> None:
+    name = wheel().name
+    for chapter in chapters():
+        notebook = nbformat.read(HTML / "_sources" / f"{chapter}.ipynb", as_version=4)
+        first_code = next(c for c in notebook.cells if c.cell_type == "code")
+        assert f'pathlib.Path("{name}")' in first_code.source, chapter
+        assert any(c.get("outputs") for c in notebook.cells if c.cell_type == "code"), chapter
+
+
+def test_student_notebooks_have_an_empty_cell_per_exercise_and_no_solution() -> None:
+    counts = {}
+    for chapter in chapters():
+        full = nbformat.read(HTML / "_sources" / f"{chapter}.ipynb", as_version=4)
+        student = nbformat.read(HTML / "_sources" / f"{chapter}-no-solutions.ipynb", as_version=4)
+        text = "\n".join(c.source for c in student.cells)
+        assert "{solution-start}" not in text and "{solution-end}" not in text, chapter
+        placeholders = sum(c.source == "*Your solution.*" for c in student.cells)
+        assert placeholders == exercises(full) == exercises(student) >= 2, chapter
+        # every code cell outside the solutions is still there, with its outputs
+        kept = [c.source for c in student.cells if c.cell_type == "code" and c.source]
+        assert kept and all(s in [c.source for c in full.cells] for s in kept), chapter
+        assert len(kept) < sum(c.cell_type == "code" for c in full.cells), chapter
+        counts[chapter] = placeholders
+    print("exercises per chapter:", counts)
+
+
+def test_a_hosted_notebook_installs_mfkit_from_the_wheel_and_runs(tmp_path: Path) -> None:
+    if not os.environ.get("MFKIT_DATA_DIR"):
+        pytest.skip("needs MFKIT_DATA_DIR (the data, without a download)")
+    chapter = chapters()[0]
+    work = tmp_path / "hosted"
+    work.mkdir()
+    shutil.copy2(wheel(), work)
+    shutil.copy2(HTML / "_sources" / f"{chapter}.ipynb", work / "chapter.ipynb")
+
+    env_dir = tmp_path / "fresh"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    fresh_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # the course environment's packages, but not its (editable) mfkit: a plain path in a
+    # .pth file does not run the editable install's own .pth hook
+    Path(fresh_site, "course-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    env["PIP_NO_INDEX"] = "1"  # everything it needs is already here
+    # ensurepip's old setuptools would shadow the newer one that torch asks for
+    uninstall = [python, "-m", "pip", "uninstall", "--quiet", "--yes", "setuptools"]
+    subprocess.run(uninstall, env=env, capture_output=True, check=True)
+    absent = subprocess.run(
+        [python, "-c", "import importlib.util as u; print(u.find_spec('mfkit') is None)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert absent.stdout.strip() == "True", "mfkit leaked into the fresh environment"
+
+    run = subprocess.run(
+        [python, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", "ran.ipynb"]
+        + ["--ExecutePreprocessor.timeout=600", "chapter.ipynb"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    installed = subprocess.run(
+        [python, "-c", "import mfkit; print(mfkit.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert installed.startswith(fresh_site), installed
