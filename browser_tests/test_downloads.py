@@ -110,46 +110,31 @@ def test_a_hosted_notebook_installs_mfkit_from_the_wheel_and_runs(tmp_path: Path
 
     env_dir = tmp_path / "fresh"
     venv.EnvBuilder(with_pip=True).create(env_dir)
-    python = env_dir / "bin" / "python"
-    fresh_site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    # the course environment's packages, but not its (editable) mfkit: a plain path in a
-    # .pth file does not run the editable install's own .pth hook
-    Path(fresh_site, "course-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
     env["PIP_NO_INDEX"] = "1"  # everything it needs is already here
+
+    def fresh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run the fresh environment's python in the notebook's folder."""
+        command = [str(env_dir / "bin" / "python"), *args]
+        return subprocess.run(
+            command, cwd=work, env=env, capture_output=True, text=True, check=check
+        )
+
+    fresh_site = fresh("-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout
+    # the course environment's packages, but not its (editable) mfkit: a plain path in a
+    # .pth file does not run the editable install's own .pth hook
+    purelib = sysconfig.get_paths()["purelib"]
+    Path(fresh_site.strip(), "course-packages.pth").write_text(purelib + "\n")
     # ensurepip's old setuptools would shadow the newer one that torch asks for
-    uninstall = [python, "-m", "pip", "uninstall", "--quiet", "--yes", "setuptools"]
-    subprocess.run(uninstall, env=env, capture_output=True, check=True)
-    absent = subprocess.run(
-        [python, "-c", "import importlib.util as u; print(u.find_spec('mfkit') is None)"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    fresh("-m", "pip", "uninstall", "--quiet", "--yes", "setuptools")
+    absent = fresh("-c", "import importlib.util as u; print(u.find_spec('mfkit') is None)")
     assert absent.stdout.strip() == "True", "mfkit leaked into the fresh environment"
 
-    run = subprocess.run(
-        [python, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", "ran.ipynb"]
-        + ["--ExecutePreprocessor.timeout=600", "chapter.ipynb"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
+    run = fresh(
+        *("-m", "nbconvert", "--to", "notebook", "--execute", "--output", "ran.ipynb"),
+        *("--ExecutePreprocessor.timeout=600", "chapter.ipynb"),
+        check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    installed = subprocess.run(
-        [python, "-c", "import mfkit; print(mfkit.__file__)"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert installed.startswith(fresh_site), installed
+    installed = fresh("-c", "import mfkit; print(mfkit.__file__)").stdout.strip()
+    assert installed.startswith(fresh_site.strip()), installed
