@@ -35,7 +35,8 @@ $(LABCONFIG): .jupyter/labconfig/default_setting_overrides.json $(STAMP)
 
 LAB_PORT ?= 8888
 lab: $(LABCONFIG) data    ## JupyterLab on the repository, at http://localhost:8888 (the book's launch buttons open chapters there)
-	$(BIN)/jupyter lab --ServerApp.root_dir=. --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 data: $(STAMP)            ## fetch ML-100K (or find it in $MFKIT_DATA_DIR) and check every file
 	$(BIN)/mfkit data
