@@ -64,6 +64,23 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def require_book() -> None:
+    """Skip (fail under CI) without a built book."""
+    if not (HTML / "index.html").is_file():
+        unavailable(f"no built book at {HTML / 'index.html'}: run `make book` first")
+
+
+def require_browser():
+    """Playwright's ``sync_playwright`` and ``Error``; skip (fail under CI) without Chromium."""
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        unavailable("no playwright: `make check-book` installs it (the browser extra)")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        unavailable(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (Debian)")
+    return sync_playwright, Error
+
+
 # ---------------------------------------------------------------- the table of contents
 
 
@@ -86,6 +103,11 @@ def toc_files() -> list[str]:
 
     walk({k: v for k, v in toc.items() if k != "root"})
     return [re.sub(r"\.(md|ipynb|rst)$", "", f) for f in files]
+
+
+def chapters() -> list[str]:
+    """The chapters (the notebooks) of _toc.yml, in order."""
+    return [f for f in toc_files() if f.startswith("notebooks/")]
 
 
 def plotting_source(file: str) -> bool:
@@ -150,8 +172,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def server():
-    if not (HTML / "index.html").is_file():
-        unavailable(f"no built book at {HTML / 'index.html'}: run `make book` first")
+    require_book()
     handler = functools.partial(_Quiet, directory=str(HTML))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -299,13 +320,7 @@ def screenshot_name(file: str, taken: set[str]) -> str:
 
 @pytest.fixture(scope="session")
 def crawl(server: str) -> Crawl:
-    try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("no playwright: `make check-book` installs it (the browser extra)")
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        unavailable(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (Debian)")
+    sync_playwright, PlaywrightError = require_browser()
 
     local_mathjax = mathjax_dir()
     mathjax_requests: list[str] = []

@@ -22,18 +22,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_book import HTML, listing, scan, toc_files, unavailable
+from test_book import HTML, chapters, listing, require_book, scan
 
 WHEELS = HTML / "_downloads" / "mfkit"
 
 
-def chapters() -> list[str]:
-    return [f for f in toc_files() if f.startswith("notebooks/")]
-
-
 def wheel() -> Path:
-    if not (HTML / "index.html").is_file():
-        unavailable(f"no built book at {HTML / 'index.html'}: run `make book` first")
+    require_book()
     found = sorted(WHEELS.glob("mfkit-*.whl"))
     assert len(found) == 1, f"expected one mfkit wheel in {WHEELS}, found {found}"
     return found[0]

@@ -16,11 +16,20 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import jupytext
 import pytest
-from test_book import CHROMIUM, CHROMIUM_ARGS, HTML, ROOT, listing, scan, toc_files, unavailable
+from test_book import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HTML,
+    ROOT,
+    chapters,
+    listing,
+    require_book,
+    require_browser,
+    scan,
+)
 
 LAB_BASE = "http://localhost:8888/"  # the launch links' target, as made by `make lab`
 START_TIMEOUT_S = 90
@@ -64,10 +73,6 @@ async (run) => {
 """
 
 
-def chapters() -> list[str]:
-    return [f for f in toc_files() if f.startswith("notebooks/")]
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,8 +82,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     """A JupyterLab on the repository, as ``make lab`` runs it; yields its base URL."""
-    if not (HTML / "index.html").is_file():
-        unavailable(f"no built book at {HTML / 'index.html'}: run `make book` first")
+    require_book()
     state = tmp_path_factory.mktemp("lab")
     port = free_port()
     env = dict(os.environ)
@@ -116,8 +120,7 @@ def launch_links(chapter: str) -> list[str]:
 
 
 def test_every_chapter_page_links_its_source_in_jupyterlab() -> None:
-    if not (HTML / "index.html").is_file():
-        unavailable(f"no built book at {HTML / 'index.html'}: run `make book` first")
+    require_book()
     problems = []
     for chapter in chapters():
         links = launch_links(chapter)
@@ -130,13 +133,7 @@ def test_every_chapter_page_links_its_source_in_jupyterlab() -> None:
 
 
 def test_launch_links_open_each_chapter_as_a_runnable_notebook(lab: str) -> None:
-    try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("no playwright: `make check-book` installs it (the browser extra)")
-    if not (Path(CHROMIUM).is_file()):
-        unavailable(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (Debian)")
+    sync_playwright, PlaywrightError = require_browser()
 
     problems = []
     with sync_playwright() as pw:
