@@ -5,9 +5,9 @@ tests and mfkit) does not collect this folder.
 
 The site is served by a local ``http.server`` on 127.0.0.1 (a random free port) and opened
 with Playwright in Debian's Chromium (``/usr/bin/chromium``, or ``$CHROMIUM``); nothing else
-is reached. The book loads MathJax 3 from cdn.jsdelivr.net: those requests are answered from
-a local copy of MathJax 3 (``$MATHJAX_DIR``, or the files of the ``sphinx-mathjax-offline``
-package), every other request off the local site is refused.
+is reached: every request off the local site is refused and recorded, and a page that makes
+one fails the offline check. The book serves MathJax 3 itself (``sphinx-mathjax-offline``
+copies it into ``_static/mathjax``), so its formulas typeset without a network.
 
 ``BOOK_HTML`` points the check at another build folder (default ``_build/html``; the
 screenshots go next to it, in ``screenshots/``), ``BOOK_TOC`` at another table of contents.
@@ -19,8 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import http.server
-import importlib.metadata
-import mimetypes
 import os
 import re
 import shutil
@@ -52,7 +50,6 @@ CHROMIUM_ARGS = [
     "--disable-default-apps",
     "--disable-extensions",
 ]
-MATHJAX_CDN = re.compile(r"^https?://cdn\.jsdelivr\.net/npm/mathjax@3[^/]*/es5/(?P<path>[^?#]+)")
 PAGE_TIMEOUT_MS = 30_000
 MATHJAX_TIMEOUT_MS = 20_000
 
@@ -184,20 +181,6 @@ def server():
         httpd.server_close()
 
 
-def mathjax_dir() -> Path | None:
-    """A local MathJax 3 ``es5`` folder to answer the CDN's requests, if there is one."""
-    if os.environ.get("MATHJAX_DIR"):
-        return Path(os.environ["MATHJAX_DIR"])
-    try:
-        dist = importlib.metadata.distribution("sphinx-mathjax-offline")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in dist.files or []:
-        if f.name == "tex-mml-chtml.js":
-            return Path(dist.locate_file(f)).parent
-    return None
-
-
 # ---------------------------------------------------------------- the crawl
 
 
@@ -224,8 +207,7 @@ class PageReport:
 class Crawl:
     base: str
     pages: list[PageReport]
-    mathjax_requests: list[str]
-    mathjax_local: Path | None
+    offsite_requests: list[str]  # refused: the book must not need the network
 
 
 # Run in the page once it has loaded: load every image now (lazy ones too), wait for
@@ -322,23 +304,14 @@ def screenshot_name(file: str, taken: set[str]) -> str:
 def crawl(server: str) -> Crawl:
     sync_playwright, PlaywrightError = require_browser()
 
-    local_mathjax = mathjax_dir()
-    mathjax_requests: list[str] = []
+    offsite_requests: list[str] = []
 
     def route(r) -> None:
         url = r.request.url
         if url.startswith(server) or url.startswith("data:"):
             r.continue_()
             return
-        m = MATHJAX_CDN.match(url)
-        if m:
-            mathjax_requests.append(url)
-            if local_mathjax is not None:
-                target = (local_mathjax / m["path"]).resolve()
-                if target.is_file() and target.is_relative_to(local_mathjax.resolve()):
-                    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-                    r.fulfill(status=200, body=target.read_bytes(), content_type=kind)
-                    return
+        offsite_requests.append(url)
         r.abort()  # the network is closed: refuse at once instead of waiting
 
     def site_path(url: str) -> str | None:
@@ -385,7 +358,7 @@ def crawl(server: str) -> Crawl:
         finally:
             context.close()
             browser.close()
-    return Crawl(server, reports, mathjax_requests, local_mathjax)
+    return Crawl(server, reports, offsite_requests)
 
 
 def fetch_status(url: str) -> int:
@@ -440,13 +413,7 @@ def test_math_is_rendered(crawl: Crawl) -> None:
         if page.status != 200 or not math:
             continue
         if math["nodes"] and math["mathjax"] != "ready":
-            hint = ""
-            if crawl.mathjax_requests and crawl.mathjax_local is None:
-                hint = (
-                    " (the book loads MathJax from cdn.jsdelivr.net and there is no local copy to"
-                    " answer for it: install sphinx-mathjax-offline or set MATHJAX_DIR)"
-                )
-            problems.append(f"{page.file}.html: MathJax {math['mathjax']}{hint}")
+            problems.append(f"{page.file}.html: MathJax {math['mathjax']}")
         for tex in math["unrendered"]:
             problems.append(f"{page.file}.html: formula not typeset: {tex!r}")
         for error in math["errors"]:
@@ -454,6 +421,12 @@ def test_math_is_rendered(crawl: Crawl) -> None:
         for text in math["raw"]:
             problems.append(f"{page.file}.html: raw TeX in the text: {text!r}")
     assert not problems, listing("math not rendered", problems)
+
+
+def test_the_book_reads_offline(crawl: Crawl) -> None:
+    """No page asks for anything off the local site: MathJax, fonts and scripts included."""
+    offsite = sorted(set(crawl.offsite_requests))
+    assert not offsite, listing("requests off the local site (refused)", offsite)
 
 
 def test_sidebar_lists_every_page_of_the_toc(crawl: Crawl) -> None:

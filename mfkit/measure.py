@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Cost", "measure"]
+__all__ = ["Cost", "measure", "speed_verdict"]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -79,3 +79,37 @@ def measure(fn: Callable[[], object], *, repeat: int = 3) -> Cost:
         fn()
         times.append(time.perf_counter() - start)
     return Cost(min(times), peak)
+
+
+def speed_verdict(seconds: float, other: float, *, margin: float = 1.3) -> str:
+    """Compare two timings in words that another run cannot contradict.
+
+    Timings vary by 10-30% from run to run, so an ordering is only stated when one
+    time beats the other by at least ``margin`` times: the result reads "``seconds``
+    is ... ``other``", for prose such as "the dense pass is {glue:text}`verdict`
+    the gathered one".
+
+    Returns
+    -------
+    str
+        ``"faster than"`` when ``seconds * margin <= other``, ``"slower than"`` when
+        ``seconds >= other * margin``, else ``"about as fast as"``.
+
+    Examples
+    --------
+    >>> speed_verdict(1.0, 2.0)
+    'faster than'
+    >>> speed_verdict(1.0, 1.2)
+    'about as fast as'
+    >>> speed_verdict(3.0, 1.0, margin=2.0)
+    'slower than'
+    """
+    if margin < 1:
+        raise ValueError(f"margin must be >= 1, got {margin}")
+    if not (seconds > 0 and other > 0):
+        raise ValueError(f"timings must be positive, got {seconds} and {other}")
+    if seconds * margin <= other:
+        return "faster than"
+    if seconds >= other * margin:
+        return "slower than"
+    return "about as fast as"

@@ -1,22 +1,52 @@
-"""Let nbval collect the chapters, which are jupytext MyST-markdown notebooks.
+"""Let nbval run the chapters, check their glue keys, and hand the book their outputs.
 
 nbval only collects ``.ipynb`` files and reads them with ``nbformat.read``. Here a
 ``.md`` file whose jupytext header names a kernel is handed to nbval's own
-collector, with ``nbformat.read`` swapped for ``jupytext.read`` while it collects.
-Text notebooks store no outputs (every cell is "unrun"), so nbval runs each cell
-and fails on any error but has no outputs to compare: ``--nbval`` behaves like
-``--nbval-lax``. Cells tagged ``raises-exception`` must raise, as in the book.
+collector, read exactly as the book reads it (MyST-NB's text-notebook reader, with
+the book's MyST extensions from ``_config.yml``). Text notebooks store no outputs
+(every cell is "unrun"), so nbval runs each cell and fails on any error but has no
+outputs to compare: ``--nbval`` behaves like ``--nbval-lax``. Cells tagged
+``raises-exception`` must raise, as in the book.
+
+After a notebook's cells, one more test item, ``glue keys``, fails when the
+notebook's Markdown uses a ``{glue}`` key that no executed cell defined: MyST-NB
+would render it as empty text, without a warning.
+
+With ``--book-cache DIR`` (``make test`` passes the book's ``_build/.jupyter_cache``),
+each notebook whose cells all passed is stored in that jupyter-cache with the
+outputs nbval recorded, keyed as MyST-NB keys it, so that ``jupyter-book build``
+finds it executed instead of running it a second time.
 
 Run: ``pytest --nbval notebooks`` (pass the folder, not a single ``.md``).
 """
 
 from __future__ import annotations
 
+import copy
+import re
 import types
 from pathlib import Path
 
 import jupytext
+import nbformat
 import nbval.plugin
+import pytest
+import yaml
+
+# {glue}`key`, {glue:text}`key:.3f`, ... and ```{glue:figure} key / :::{glue} key
+GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
+GLUE_DIRECTIVE = re.compile(r"^\s*(?:`{3,}|:{3,})\{glue(?::[a-z]+)?\}[ \t]+(\S+)", re.MULTILINE)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # no widget state: cannot render
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--book-cache",
+        metavar="DIR",
+        default=None,
+        help="store each notebook that ran without error in this jupyter-cache, "
+        "as the book build (MyST-NB, execute_notebooks: cache) looks it up",
+    )
 
 
 def _is_text_notebook(path: Path) -> bool:
@@ -29,17 +59,131 @@ def _is_text_notebook(path: Path) -> bool:
     return "kernelspec" in jupytext.read(path).metadata
 
 
+def _book_config(path: Path) -> dict:
+    """The ``_config.yml`` of the book that holds ``path``, or {} outside a book."""
+    for folder in path.resolve().parents:
+        if (folder / "_config.yml").is_file():
+            return yaml.safe_load((folder / "_config.yml").read_text(encoding="utf-8")) or {}
+    return {}
+
+
+def read_as_the_book_does(path: Path) -> nbformat.NotebookNode:
+    """The notebook as MyST-NB reads it in the book build: same cells, same metadata."""
+    from myst_nb.core.read import read_myst_markdown_notebook
+    from myst_parser.config.main import MdParserConfig
+
+    extensions = _book_config(path).get("parse", {}).get("myst_enable_extensions", [])
+    config = MdParserConfig(enable_extensions=set(extensions))
+    text = path.read_text(encoding="utf-8")
+    return read_myst_markdown_notebook(text, config=config, add_source_map=True, path=path)
+
+
+def glue_keys_used(notebook: nbformat.NotebookNode) -> set[str]:
+    """The glue keys the notebook's Markdown refers to (references to other pages excluded)."""
+    used = set()
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            found = [m.split(":")[0] for m in GLUE_ROLE.findall(cell.source) if "::" not in m]
+            used.update(found + GLUE_DIRECTIVE.findall(cell.source))
+    return used
+
+
+def glue_keys_defined(outputs: list[list[dict]]) -> set[str]:
+    """The keys that ``myst_nb.glue`` stored in these cells' outputs."""
+    return {
+        out["metadata"]["scrapbook"]["name"]
+        for cell_outputs in outputs
+        for out in cell_outputs
+        if "scrapbook" in out.get("metadata", {})
+    }
+
+
+def _as_cached_output(out: dict, count: int) -> dict | None:
+    """An output as nbval recorded it, in the form nbclient would have stored it."""
+    out = nbformat.from_dict(copy.deepcopy(dict(out)))
+    if "data" in out:
+        out.data.pop(WIDGET_VIEW, None)
+        if not out.data:
+            return None
+    if out.output_type == "execute_result":
+        out.execution_count = count
+    return out
+
+
+class GlueKeys(pytest.Item):
+    """Fails when the notebook's Markdown uses a glue key that no cell defined."""
+
+    def runtest(self) -> None:
+        notebook: TextNotebook = self.parent
+        cells = notebook.cell_items
+        if not all(getattr(cell, "passed", False) for cell in cells):
+            pytest.skip("not every cell ran and passed, so the glue keys were not checked")
+        missing = glue_keys_used(notebook.nb) - glue_keys_defined([c.test_outputs for c in cells])
+        if missing:
+            raise GlueKeyError(sorted(missing))
+        cache = self.config.getoption("book_cache")
+        if cache:
+            notebook.store_in_cache(Path(cache))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, GlueKeyError):
+            keys = ", ".join(excinfo.value.args[0])
+            return (
+                f"{self.parent.path.name} uses glue keys that no executed cell defined "
+                f"(the book would show them as empty text): {keys}"
+            )
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.parent.path.name}::glue keys"
+
+
+class GlueKeyError(Exception):
+    """Glue keys used in the Markdown but defined by no cell."""
+
+
 class TextNotebook(nbval.plugin.IPyNbFile):
-    """nbval's notebook collector, reading the notebook with jupytext."""
+    """nbval's notebook collector, reading the notebook as the book does."""
 
     def collect(self):
-        reader = types.SimpleNamespace(read=lambda path, as_version: jupytext.read(path))
+        reader = types.SimpleNamespace(
+            read=lambda path, as_version: read_as_the_book_does(self.path)
+        )
         original = nbval.plugin.nbformat
         nbval.plugin.nbformat = reader
         try:
-            yield from super().collect()
+            self.cell_items = list(super().collect())
         finally:
             nbval.plugin.nbformat = original
+        yield from self.cell_items
+        yield GlueKeys.from_parent(self, name="glue keys")
+
+    def store_in_cache(self, cache_path: Path) -> None:
+        """Put the executed notebook in the book's jupyter-cache, keyed by its code cells."""
+        from jupyter_cache import get_cache
+        from jupyter_cache.base import CacheBundleIn
+
+        executed = copy.deepcopy(self.nb)
+        code_cells = [cell for cell in executed.cells if cell.cell_type == "code"]
+        for count, (cell, item) in enumerate(zip(code_cells, self.cell_items, strict=True), 1):
+            cell.execution_count = count
+            outputs = (_as_cached_output(out, count) for out in item.test_outputs)
+            cell.outputs = [out for out in outputs if out is not None]
+        seconds = sum(item.seconds for item in self.cell_items)
+        bundle = CacheBundleIn(executed, str(self.path), data={"execution_seconds": seconds})
+        get_cache(str(cache_path)).cache_notebook_bundle(
+            bundle, check_validity=False, overwrite=True
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Note on each cell whether it passed, and how long it ran."""
+    outcome = yield
+    report = outcome.get_result()
+    if isinstance(item, nbval.plugin.IPyNbCell) and report.when == "call":
+        item.passed = report.passed
+        item.seconds = report.duration
 
 
 def pytest_collect_file(file_path: Path, parent):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mfkit import measure as measure_module
-from mfkit.measure import measure
+from mfkit.measure import measure, speed_verdict
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="peak memory is read from /proc")
@@ -35,3 +35,24 @@ def test_peak_memory_is_none_where_the_os_cannot_tell(monkeypatch, tmp_path) -> 
 def test_repeat_must_be_positive() -> None:
     with pytest.raises(ValueError, match="repeat must be >= 1, got 0"):
         measure(lambda: None, repeat=0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "other", "word"),
+    [(1.0, 1.3, "faster than"), (1.0, 1.29, "about as fast as"), (1.29, 1.0, "about as fast as"),
+     (1.3, 1.0, "slower than"), (1.0, 1.0, "about as fast as")],
+)  # fmt: skip
+def test_speed_verdict_states_an_order_only_beyond_the_margin(seconds, other, word) -> None:
+    assert speed_verdict(seconds, other) == word
+
+
+def test_speed_verdict_margin_one_always_orders() -> None:
+    assert speed_verdict(1.0, 1.01, margin=1.0) == "faster than"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "other", "margin"), [(0.0, 1.0, 1.3), (1.0, -1.0, 1.3), (1.0, 2.0, 0.5)]
+)
+def test_speed_verdict_rejects_bad_input(seconds, other, margin) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        speed_verdict(seconds, other, margin=margin)

@@ -1,0 +1,33 @@
+"""Recommendation models, as plain ``torch.nn.Module`` s, one module per family.
+
+Every model scores ``(user row, movie row)`` pairs with ``forward`` and all movies
+for some users with ``score_all``, so the training loop (:mod:`mfkit.train`) and
+retrieval (:mod:`mfkit.retrieval`) work with any of them.
+
+=====================================  =======  =============================================
+module                                 chapter  models
+=====================================  =======  =============================================
+:mod:`mfkit.models.factorization`      2        :class:`MatrixFactorization`
+:mod:`mfkit.models.softmax`            5        :class:`SoftmaxModel`
+:mod:`mfkit.models.features`           6        :class:`HybridModel`, :class:`DemographicsModel`
+:mod:`mfkit.models.implicit`           7        :class:`ImplicitMLP`, :func:`drop_ids`
+=====================================  =======  =============================================
+
+Import them from here: ``from mfkit.models import MatrixFactorization``. Every model
+keeps the arguments it needs to be rebuilt in ``config``, which :mod:`mfkit.saving`
+stores next to its weights.
+"""
+
+from mfkit.models.factorization import MatrixFactorization
+from mfkit.models.features import DemographicsModel, HybridModel
+from mfkit.models.implicit import ImplicitMLP, drop_ids
+from mfkit.models.softmax import SoftmaxModel
+
+__all__ = [
+    "DemographicsModel",
+    "HybridModel",
+    "ImplicitMLP",
+    "MatrixFactorization",
+    "SoftmaxModel",
+    "drop_ids",
+]

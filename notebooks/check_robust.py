@@ -1,0 +1,117 @@
+"""``make check-robust``: every chapter, run three ways another build machine may differ.
+
+1. **one core** (``taskset -c 0``): another machine's timings, and a single thread;
+2. **a noisy neighbour**: a process that spins 15 ms and sleeps 35 ms in a loop, so
+   about a third of one core is taken at random moments (run-to-run noise; a process
+   spinning at 100% is not the test: it slows torch's OpenMP threads more than tenfold
+   whatever a notebook does);
+3. **no Java, ``CI`` unset**: chapter 8's Spark section must skip itself and say so.
+
+Each run is ``pytest --nbval notebooks`` with the collector's glue-key checks, so it
+fails on any cell that raises and on any glue key the prose uses but no cell defined.
+Prints the seconds each chapter took in each run and exits 1 if any run failed.
+Usage: ``python notebooks/check_robust.py [FOLDER]`` (default: this folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+NOTEBOOKS = Path(__file__).resolve().parent
+NOISE = """
+import time
+while True:
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.015:
+        pass
+    time.sleep(0.035)
+"""
+
+
+def path_without(program: str, workdir: Path) -> str:
+    """``$PATH`` with ``program`` hidden: each folder holding it is replaced by a
+    folder of links to everything else in it."""
+    folders = []
+    for i, folder in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        if folder and (Path(folder) / program).exists():
+            shadow = workdir / f"path{i}"
+            shadow.mkdir()
+            for entry in Path(folder).iterdir():
+                if not entry.name.startswith(program):
+                    (shadow / entry.name).symlink_to(entry)
+            folder = str(shadow)
+        folders.append(folder)
+    return os.pathsep.join(folders)
+
+
+def run(name: str, prefix: list[str], env: dict[str, str], folder: Path, workdir: Path):
+    """One ``pytest --nbval notebooks`` run: (passed, seconds per chapter)."""
+    report = workdir / f"{name.replace(' ', '-')}.xml"
+    command = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval",
+        str(folder),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+    ]
+    print(f"== {name}: {' '.join(command)}", flush=True)
+    passed = subprocess.run(command, env=env).returncode == 0
+    seconds: dict[str, float] = defaultdict(float)
+    if report.exists():
+        for case in ET.parse(report).iter("testcase"):
+            chapter = case.get("classname", "").removesuffix(".md").rpartition(".")[2]
+            seconds[chapter] += float(case.get("time", 0))
+    return passed, seconds
+
+
+def main(folder: Path = NOTEBOOKS) -> int:
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "JAVA_HOME")}
+    with tempfile.TemporaryDirectory(prefix="check-robust-") as tmp:
+        workdir = Path(tmp)
+        no_java = {**base, "PATH": path_without("java", workdir)}
+        assert shutil.which("java", path=no_java["PATH"]) is None
+        runs = {  # name: (command prefix, environment, with the noisy neighbour)
+            "one core": (["taskset", "-c", "0"], base, False),
+            "noisy neighbour": ([], base, True),
+            "no Java, CI unset": ([], no_java, False),
+        }
+        results = {}
+        for name, (prefix, env, noisy) in runs.items():
+            noise = subprocess.Popen([sys.executable, "-c", NOISE]) if noisy else None
+            start = time.perf_counter()
+            try:
+                passed, seconds = run(name, prefix, env, folder, workdir)
+            finally:
+                if noise is not None:
+                    noise.kill()
+            results[name] = (passed, seconds, time.perf_counter() - start)
+    chapters = sorted({chapter for _, seconds, _ in results.values() for chapter in seconds})
+    print("\n| chapter | " + " | ".join(results) + " |")
+    print("|---|" + "---|" * len(results))
+    for chapter in chapters:
+        cells = [f"{seconds.get(chapter, 0):.0f} s" for _, seconds, _ in results.values()]
+        print(f"| {chapter} | " + " | ".join(cells) + " |")
+    print("| **whole run** | " + " | ".join(f"{t:.0f} s" for *_, t in results.values()) + " |")
+    print(
+        "| **result** | "
+        + " | ".join("passed" if p else "FAILED" for p, *_ in results.values())
+        + " |"
+    )
+    return 0 if all(p for p, *_ in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*map(Path, sys.argv[1:])))
