@@ -64,7 +64,7 @@ def test_the_wheel_holds_the_package() -> None:
         names = set(archive.namelist())
         metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
         text = archive.read(metadata).decode()
-    assert {"mfkit/__init__.py", "mfkit/models.py", "mfkit/cli.py"} <= names
+    assert {"mfkit/__init__.py", "mfkit/models/__init__.py", "mfkit/cli.py"} <= names
     assert "Provides-Extra: notebooks" in text
 
 
