@@ -5,11 +5,17 @@ hidden cell ``claim(hybrid < mf - 0.002, "the hybrid beats tuned MF on u1",
 hybrid=hybrid, mf=mf)``. If a later change makes the sentence false, executing the
 chapter (``make test``, ``make book``) fails with the claim and the numbers it was
 checked on. Used by every chapter (see STYLE.md, "Claims the build checks").
+
+Timings are different: they vary from run to run, so a chapter never asserts an
+ordering of times. It glues the words instead, computed with a margin by
+:func:`mfkit.measure.speed_verdict` ("faster than", "about as fast as"), and
+:func:`claim_speed` checks that the glued words say what the two timings say
+(chapter 8).
 """
 
 from __future__ import annotations
 
-__all__ = ["ClaimError", "claim"]
+__all__ = ["ClaimError", "claim", "claim_speed"]
 
 
 class ClaimError(AssertionError):
@@ -42,6 +48,53 @@ def claim(holds: bool, statement: str, **values: object) -> None:
     if not bool(holds):  # numpy and one-element torch booleans too
         shown = ", ".join(f"{name}={_show(value)}" for name, value in values.items())
         raise ClaimError(f"claim no longer holds: {statement}" + (f" ({shown})" if shown else ""))
+
+
+def claim_speed(
+    verdict: str, seconds: float, other: float, statement: str, *, margin: float = 1.3
+) -> None:
+    """Check the glued words "``seconds`` is ``verdict`` ``other``" against the timings.
+
+    The words mean, with ``margin`` (1.3 by default, as in
+    :func:`mfkit.measure.speed_verdict`): ``"faster than"``, ``seconds * margin <=
+    other``; ``"slower than"``, ``seconds >= other * margin``; ``"about as fast as"``,
+    neither. A verdict that ``speed_verdict`` computed from the same two timings always
+    passes, whatever the machine's speed: the check fails only when the words glued
+    into the prose came from other numbers, or were typed by hand.
+
+    Parameters
+    ----------
+    verdict : str
+        The glued words: ``"faster than"``, ``"slower than"`` or ``"about as fast as"``.
+    seconds, other : float
+        The two timings the sentence compares, in the order it names them.
+    statement : str
+        The sentence's claim in a few words, shown in the error.
+    margin : float
+        The factor an ordering needs, >= 1.
+
+    Examples
+    --------
+    >>> from mfkit.measure import speed_verdict
+    >>> sparse_ms, dense_ms = 0.4, 2.1
+    >>> verdict = speed_verdict(sparse_ms, dense_ms)  # glued as "sparse_verdict"
+    >>> claim_speed(verdict, sparse_ms, dense_ms, "a sparse step is <verdict> a dense one")
+    >>> claim_speed("about as fast as", sparse_ms, dense_ms, "typed")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mfkit.claims.ClaimError: claim no longer holds: typed ('about as fast as' ...) (seconds=0.4...)
+    """
+    holds = {
+        "faster than": seconds * margin <= other,
+        "slower than": seconds >= other * margin,
+        "about as fast as": other / margin < seconds < other * margin,
+    }
+    if verdict not in holds:
+        raise ValueError(f"unknown verdict {verdict!r}: expected one of {sorted(holds)}")
+    if margin < 1:
+        raise ValueError(f"margin must be >= 1, got {margin}")
+    said = f"{statement} ({verdict!r} at a margin of {margin:g})"
+    claim(holds[verdict], said, seconds=seconds, other=other)
 
 
 def _show(value: object) -> str:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mfkit.claims import ClaimError, claim
+from mfkit.claims import ClaimError, claim, claim_speed
+from mfkit.measure import speed_verdict
 
 
 def test_a_claim_that_holds_passes_silently() -> None:
@@ -36,3 +37,46 @@ def test_a_claim_needs_a_statement() -> None:
 def test_an_ambiguous_tensor_is_an_error_not_a_verdict() -> None:
     with pytest.raises(RuntimeError):
         claim(torch.tensor([True, False]), "all of them")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "seconds", "other"),
+    [
+        ("faster than", 1.0, 1.3),
+        ("slower than", 1.3, 1.0),
+        ("about as fast as", 1.0, 1.29),
+        ("about as fast as", 1.29, 1.0),
+        ("about as fast as", 1.0, 1.0),
+    ],
+)
+def test_claim_speed_accepts_the_words_that_hold(verdict, seconds, other) -> None:
+    assert claim_speed(verdict, seconds, other, "x is <verdict> y") is None
+
+
+@pytest.mark.parametrize(
+    ("verdict", "seconds", "other"),
+    [
+        ("faster than", 1.0, 1.29),
+        ("slower than", 1.29, 1.0),
+        ("about as fast as", 1.0, 1.3),
+        ("about as fast as", 2.0, 1.0),
+        ("faster than", 2.0, 1.0),
+    ],
+)
+def test_claim_speed_rejects_words_the_timings_contradict(verdict, seconds, other) -> None:
+    with pytest.raises(ClaimError, match=f"sparse is <verdict> dense \\('{verdict}' at a margin"):
+        claim_speed(verdict, seconds, other, "sparse is <verdict> dense")
+
+
+@pytest.mark.parametrize("seconds", [0.5, 0.9, 1.0, 1.2, 1.31, 3.0])
+def test_claim_speed_always_accepts_speed_verdict_on_the_same_timings(seconds) -> None:
+    for margin in (1.0, 1.3, 2.0):
+        verdict = speed_verdict(seconds, 1.0, margin=margin)
+        claim_speed(verdict, seconds, 1.0, "consistent", margin=margin)
+
+
+def test_claim_speed_rejects_unknown_words_and_margins() -> None:
+    with pytest.raises(ValueError, match="unknown verdict 'quicker than'"):
+        claim_speed("quicker than", 1.0, 2.0, "x")
+    with pytest.raises(ValueError, match="margin must be >= 1"):
+        claim_speed("faster than", 1.0, 2.0, "x", margin=0.5)
