@@ -163,8 +163,10 @@ class Indexer:
         """The rated movies of every user as a 0/1 matrix ``(n_users, n_movies)``.
 
         Row ``i`` is the "bag of movies" that user ``i`` rated in ``ratings``: the
-        input of the softmax model (chapter 5). Dense float32, 4 bytes a cell
-        (6 MB for ML-100K).
+        input of the softmax model (chapter 5), and the interaction matrix ``X`` of
+        the ranking models (chapter 8). Only the ``user_id`` and ``movie_id`` columns
+        are read, so implicit interactions (:func:`mfkit.sampling.implicit`) work too.
+        Dense float32, 4 bytes a cell (6 MB for ML-100K).
 
         Examples
         --------
@@ -175,7 +177,9 @@ class Indexer:
         >>> bags.shape, int(bags.sum())
         (torch.Size([3, 4]), 6)
         """
-        users, movies, _ = self.tensors(ratings)
+        _require(ratings, ("user_id", "movie_id"), "ratings")
+        users = torch.from_numpy(self.users.index(ratings["user_id"].to_numpy()))
+        movies = torch.from_numpy(self.movies.index(ratings["movie_id"].to_numpy()))
         bags = torch.zeros(self.n_users, self.n_movies)
         bags[users, movies] = 1.0
         return bags

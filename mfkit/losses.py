@@ -20,6 +20,10 @@ model on held-out movies of each user's bag.
 
 Introduced in chapter 7: :func:`implicit_bce`, the binary cross-entropy of
 interactions (label 1) against sampled negatives (label 0).
+
+Introduced in the chapter on learning to rank: the pairwise losses :func:`bpr_loss`
+and :func:`hinge_loss`, which compare the score of an interaction with the score of a
+sampled negative for the same user.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import torch.nn.functional as F  # noqa: N812
 
 __all__ = [
     "batch_l2",
+    "bpr_loss",
     "gravity",
+    "hinge_loss",
     "implicit_bce",
     "l2_regularizer",
     "mse_sparse",
@@ -236,3 +242,59 @@ def implicit_bce(
     tensor(0.6931, grad_fn=<BinaryCrossEntropyWithLogitsBackward0>)
     """
     return F.binary_cross_entropy_with_logits(model(users, movies), labels.float())
+
+
+def _score_gap(
+    model: torch.nn.Module, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """``score(user, positive) - score(user, negative)`` for each triple."""
+    if not users.shape == positives.shape == negatives.shape:
+        raise ValueError(
+            "users, positives and negatives must have one entry per triple, got shapes "
+            f"{tuple(users.shape)}, {tuple(positives.shape)}, {tuple(negatives.shape)}"
+        )
+    return model(users, positives) - model(users, negatives)
+
+
+def bpr_loss(
+    model: torch.nn.Module, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """Bayesian personalized ranking: mean ``-log sigmoid(s(u, i) - s(u, j))``.
+
+    Each triple says that user ``users[k]`` prefers ``positives[k]`` (an interaction)
+    to ``negatives[k]`` (a sampled movie). The loss only cares about the *order* of
+    the two scores, not their values (Rendle et al. 2009).
+
+    Examples
+    --------
+    >>> from mfkit.models import MatrixFactorization
+    >>> model = MatrixFactorization(1, 2, dim=1, init_std=0.0)   # every score is 0
+    >>> bpr_loss(model, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]))  # log 2
+    tensor(0.6931, grad_fn=<NegBackward0>)
+    """
+    return -F.logsigmoid(_score_gap(model, users, positives, negatives)).mean()
+
+
+def hinge_loss(
+    model: torch.nn.Module,
+    users: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    *,
+    margin: float = 1.0,
+) -> torch.Tensor:
+    """Pairwise hinge loss: mean ``max(0, margin - (s(u, i) - s(u, j)))``.
+
+    Zero once every positive beats its negative by ``margin``; pass another margin
+    with ``functools.partial(hinge_loss, margin=0.5)``.
+
+    Examples
+    --------
+    >>> from mfkit.models import MatrixFactorization
+    >>> model = MatrixFactorization(1, 2, dim=1, init_std=0.0)   # every score is 0
+    >>> hinge_loss(model, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]))
+    tensor(1., grad_fn=<MeanBackward0>)
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    return F.relu(margin - _score_gap(model, users, positives, negatives)).mean()

@@ -167,6 +167,7 @@ def fit(
     weight_decay: float = 0.0,
     patience: int | None = None,
     minimize: bool = True,
+    metric_on_train: bool = True,
     seed: int | None = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -201,6 +202,10 @@ def fit(
         improved for this many epochs, and restore the best weights.
     minimize : bool
         Whether a lower validation score is better.
+    metric_on_train : bool
+        Also record ``metric`` on the training data. Turn it off where the metric
+        is expensive or only means something on validation data (chapter 8 ranks
+        every movie for every validation user after each epoch).
     seed : int or None
         Seeds the batch order and torch's global generator (dropout).
     device : str or torch.device
@@ -259,7 +264,7 @@ def fit(
         history.seconds.append(time.perf_counter() - start)
         model.eval()
         with torch.no_grad():
-            if metric is not None:
+            if metric is not None and metric_on_train:
                 history.train_metric.append(float(metric(model, *_columns(train))))
             if valid is not None:
                 history.valid_loss.append(evaluate(model, valid, loss))

@@ -188,6 +188,10 @@ def test_bags_follow_the_indexer_rows_not_the_ids() -> None:
     )
     ratings = pd.DataFrame({"user_id": [3, 7, 3], "movie_id": [10, 20, 30], "rating": [1, 5, 3]})
     assert idx.bags(ratings).tolist() == [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    # Implicit interactions have no rating column: the same bags.
+    assert torch.equal(idx.bags(ratings.drop(columns="rating")), idx.bags(ratings))
+    with pytest.raises(KeyError, match="movie_id"):
+        idx.bags(ratings.drop(columns="movie_id"))
 
 
 def test_bags_are_zero_one_even_with_repeated_ratings() -> None:

@@ -130,6 +130,26 @@ def test_metric_is_recorded_for_train_and_valid(data) -> None:
     assert history.best_epoch == int(np.argmin(history.valid_metric)) + 1
 
 
+def test_metric_on_train_false_records_the_metric_on_validation_only(data) -> None:
+    users, movies, ratings = data
+    train, valid = (
+        (users[:500], movies[:500], ratings[:500]),
+        (users[500:], movies[500:], ratings[500:]),
+    )
+    calls = []
+
+    def counted(model, *columns):
+        calls.append(len(columns[0]))
+        return rmse_metric(model, *columns)
+
+    options = dict(valid=valid, metric=counted, epochs=3, lr=0.05, batch_size=128, progress=False)
+    history = fit(new_model(), train, observed_mse, metric_on_train=False, **options)
+    assert history.train_metric == [] and len(history.valid_metric) == 3
+    assert calls == [len(valid[0])] * 3  # never called on the 500 training rows
+    again = fit(new_model(), train, observed_mse, metric_on_train=False, **options)
+    assert again.valid_metric == history.valid_metric  # same seed, same records
+
+
 def test_train_loss_is_the_example_weighted_mean(data) -> None:
     # With lr=0 nothing moves, so every epoch's loss is the loss on all the data,
     # even though 700 is not a multiple of the batch size.

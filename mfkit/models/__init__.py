@@ -11,6 +11,7 @@ module                                 chapter  models
 :mod:`mfkit.models.softmax`            5        :class:`SoftmaxModel`
 :mod:`mfkit.models.features`           6        :class:`HybridModel`, :class:`DemographicsModel`
 :mod:`mfkit.models.implicit`           7        :class:`ImplicitMLP`, :func:`drop_ids`
+:mod:`mfkit.models.ranking`            8        :class:`NeuMF`, :class:`EASE`, :func:`ease_weights`
 =====================================  =======  =============================================
 
 Import them from here: ``from mfkit.models import MatrixFactorization``. Every model
@@ -21,13 +22,17 @@ stores next to its weights.
 from mfkit.models.factorization import MatrixFactorization
 from mfkit.models.features import DemographicsModel, HybridModel
 from mfkit.models.implicit import ImplicitMLP, drop_ids
+from mfkit.models.ranking import EASE, NeuMF, ease_weights
 from mfkit.models.softmax import SoftmaxModel
 
 __all__ = [
+    "EASE",
     "DemographicsModel",
     "HybridModel",
     "ImplicitMLP",
     "MatrixFactorization",
+    "NeuMF",
     "SoftmaxModel",
     "drop_ids",
+    "ease_weights",
 ]
