@@ -229,6 +229,16 @@ def test_score_all_equals_forward_on_every_pair(chunk: int) -> None:
     assert model.score_all(torch.tensor([], dtype=torch.int64)).shape == (0, len(GENRES))
 
 
+def test_score_all_split_first_layer_matches_the_per_pair_path() -> None:
+    # Evaluation mode splits the first layer into a user part and a movie part; without
+    # dropout, training mode (every pair through forward) gives the same logits.
+    model = mlp(dim=3, hidden=(5, 4), dropout=0.0)
+    users = torch.arange(7)
+    fast = model.eval().score_all(users, chunk=6)
+    per_pair = model.train().score_all(users, chunk=6)
+    torch.testing.assert_close(fast, per_pair)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_score_new_user_is_the_reserved_row_and_keeps_the_mode(training: bool) -> None:
     model = mlp(dropout=0.5, user_dropout=0.5)
