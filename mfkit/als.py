@@ -1,6 +1,6 @@
 """Alternating least squares (ALS) for explicit ratings.
 
-Introduced in chapter 8. With the movie factors fixed, the best user factors
+Introduced in chapter 10. With the movie factors fixed, the best user factors
 under a squared loss with an L2 penalty are a ridge regression per user: one
 small ``k x k`` linear system each. ALS alternates between solving all users
 (movies fixed) and all movies (users fixed). Every half-step minimises the

@@ -10,7 +10,7 @@ Timings are different: they vary from run to run, so a chapter never asserts an
 ordering of times. It glues the words instead, computed with a margin by
 :func:`mfkit.measure.speed_verdict` ("faster than", "about as fast as"), and
 :func:`claim_speed` checks that the glued words say what the two timings say
-(chapter 8).
+(chapter 10).
 """
 
 from __future__ import annotations

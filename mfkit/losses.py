@@ -121,7 +121,7 @@ def mse_sparse(model: torch.nn.Module, matrix, *, l2: float = 0.0) -> torch.Tens
 
     The same number as :func:`observed_mse` over all the ratings of ``matrix`` (a
     :class:`mfkit.sparse.RatingMatrix`), computed with sparse products that read
-    memory in order (chapter 8). ``l2`` adds ``l2 * batch_l2`` over all ratings:
+    memory in order (chapter 10). ``l2`` adds ``l2 * batch_l2`` over all ratings:
     each row's squared norm weighted by its number of ratings.
     """
     pred = matrix.dot(model.U, model.V)

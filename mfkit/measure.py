@@ -1,6 +1,6 @@
 """Measure what a computation costs: wall time and peak memory.
 
-Introduced in chapter 2 (dense versus gathered observed MSE); chapter 8 reuses it.
+Introduced in chapter 2 (dense versus gathered observed MSE); chapter 10 reuses it.
 Peak memory is the rise of the process's resident set (Linux: the high-water
 mark ``VmHWM``, reset through ``/proc/self/clear_refs``), so it counts torch's CPU
 allocations, which Python's ``tracemalloc`` cannot see.

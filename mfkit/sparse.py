@@ -1,6 +1,6 @@
 """Ratings as a sparse matrix, and products that touch only the observed cells.
 
-Introduced in chapter 8. The gathered loss of chapter 2 reads the rows
+Introduced in chapter 10. The gathered loss of chapter 2 reads the rows
 ``U_i`` and ``V_j`` of every rating in random order, and writes their
 gradients back the same way; on a CPU that random memory traffic, not the
 arithmetic, sets the speed. A :class:`RatingMatrix` sorts the ratings once,

@@ -193,7 +193,7 @@ def fit(
         Length of training, examples per step, learning rate. ``batch_size=None``
         takes one full-batch step per epoch on all the data, unshuffled; the data
         may then be a :class:`mfkit.sparse.RatingMatrix` with
-        :func:`mfkit.losses.mse_sparse` (chapter 8).
+        :func:`mfkit.losses.mse_sparse` (chapter 10).
     optimizer : {"adam", "sgd", "adamw", "adagrad"}
         The optimizer; ``weight_decay`` is passed to it (an L2 penalty on every
         parameter at every step).

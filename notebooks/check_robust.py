@@ -5,7 +5,7 @@
    about a third of one core is taken at random moments (run-to-run noise; a process
    spinning at 100% is not the test: it slows torch's OpenMP threads more than tenfold
    whatever a notebook does);
-3. **no Java, ``CI`` unset**: chapter 8's Spark section must skip itself and say so.
+3. **no Java, ``CI`` unset**: chapter 10's Spark section must skip itself and say so.
 
 Each run is ``pytest --nbval notebooks`` with the collector's glue-key checks, so it
 fails on any cell that raises and on any glue key the prose uses but no cell defined.

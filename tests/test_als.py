@@ -1,4 +1,4 @@
-"""Alternating least squares (chapter 8): als_step, als_fit, als_objective."""
+"""Alternating least squares (chapter 10): als_step, als_fit, als_objective."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Matrix factorization, ``A ~ U V^T``, optionally with user and movie biases.
 
 Built in chapter 2; chapter 3 inspects its embeddings, chapter 4 regularizes it,
-chapter 7 reads its score as a logit for implicit feedback, and chapter 8 trains it
+chapter 7 reads its score as a logit for implicit feedback, and chapter 10 trains it
 with full-batch steps and ALS (:mod:`mfkit.als`).
 """
 
