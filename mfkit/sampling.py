@@ -4,7 +4,8 @@ Introduced in chapter 7. With implicit data there are only positives ("user ``i`
 watched movie ``j``"); a model also needs negatives, which are *sampled* from the
 movies a user has not interacted with. :class:`NegativeSampler` draws them
 uniformly or by popularity, vectorized and seeded, and never returns one of the
-user's positives.
+user's positives. The chapter writes the same rejection sampler by hand, on a dense
+``seen`` matrix, and checks that both draw the same movies from the same seed.
 
 Examples
 --------
