@@ -17,6 +17,7 @@ over movies.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -55,9 +56,12 @@ def scorer(
     (e.g. predicted ratings with biases), and ``"dot"`` or ``"cosine"`` compare the
     embeddings ``U`` and ``V``. A :class:`~mfkit.models.SoftmaxModel` needs the
     users' ``bags`` (:meth:`mfkit.features.Indexer.bags` of the training data)
-    and scores by its logits, or by ``measure`` between ``psi(x)`` and ``V``.
+    and scores by its logits, or by ``measure`` between ``psi(x)`` and ``V``. A
+    model solved in closed form, such as :class:`~mfkit.models.EASE`, has buffers
+    but no parameters; it is scored where its buffers are.
     """
-    device = next(model.parameters()).device
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    device = next(tensors, torch.empty(0)).device
     if isinstance(model, SoftmaxModel):
         if bags is None:
             raise ValueError("a SoftmaxModel is scored from the users' bags: pass bags=")

@@ -11,9 +11,15 @@ import pytest
 import torch
 
 from mfkit.data import synthetic_movielens
-from mfkit.evaluation import evaluate_ranking, popularity_scorer, scorer, top_k_for_users
+from mfkit.evaluation import (
+    evaluate_leave_one_out,
+    evaluate_ranking,
+    popularity_scorer,
+    scorer,
+    top_k_for_users,
+)
 from mfkit.features import IdIndex, Indexer
-from mfkit.models import MatrixFactorization, SoftmaxModel
+from mfkit.models import EASE, MatrixFactorization, SoftmaxModel
 from mfkit.retrieval import similarity
 
 METRICS = ["precision", "recall", "ndcg", "hit_rate", "coverage", "popularity"]
@@ -499,3 +505,16 @@ def test_popularity_matches_brute_force_on_synthetic_data(softmax_case) -> None:
     scores = np.tile(counts.to_numpy() + offset.numpy(), (idx.n_users, 1))
     assert_matches(result, brute_evaluate(scores, idx, train, test, 5, 4))
     assert result["coverage@5"] < 0.5  # everyone gets nearly the same list
+
+
+def test_a_model_without_parameters_is_scored_through_its_buffers() -> None:
+    ds = synthetic_movielens(20, 15, 150, seed=4)
+    idx = Indexer.from_movielens(ds)
+    train, test = ds.ratings.iloc[:130], ds.ratings.iloc[130:].drop_duplicates("user_id")
+    ease = EASE(idx.bags(train), lam=5.0)
+    assert list(ease.parameters()) == []
+    rows = torch.arange(idx.n_users)
+    torch.testing.assert_close(scorer(ease)(rows), ease.score_all(rows))
+    by_model = evaluate_leave_one_out(ease, idx, train, test, negatives=None)
+    by_function = evaluate_leave_one_out(ease.score_all, idx, train, test, negatives=None)
+    pd.testing.assert_series_equal(by_model, by_function)
