@@ -1,4 +1,4 @@
-"""Sparse rating matrices (chapter 10): RatingMatrix, its sampled dot, mse_sparse, full-batch fit."""
+"""Sparse rating matrices (chapter 10): RatingMatrix, sampled dot, mse_sparse, full-batch fit."""
 
 from __future__ import annotations
 
