@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book check-book check-robust test venv lab data lint format unit notebooks clean bench-scale bench-speed bench-accuracy
+.PHONY: book check-book check-robust test venv lab data lint format unit notebooks clean bench-scale bench-speed bench-accuracy bench-ranking
 
 CHAPTERS := $(wildcard notebooks/[0-9]*.md)
 # Where the book build (MyST-NB, execute_notebooks: cache) keeps executed chapters.
@@ -90,6 +90,9 @@ bench-speed: data         ## time for mfkit's ALS to reach Surprise SVD's RMSE o
 bench-accuracy: data      ## RMSE/MAE of mfkit's rating models and Surprise's on u1..u5
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/accuracy.py
+
+bench-ranking: data       ## HR@10/NDCG@10 of every ranking model, full and sampled, on chapter 8's leave-one-out split
+	$(BIN)/python benchmarks/ranking.py
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
