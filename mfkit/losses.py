@@ -21,7 +21,7 @@ model on held-out movies of each user's bag.
 Introduced in chapter 7: :func:`implicit_bce`, the binary cross-entropy of
 interactions (label 1) against sampled negatives (label 0).
 
-Introduced in the chapter on learning to rank: the pairwise losses :func:`bpr_loss`
+Introduced in chapter 8 (learning to rank): the pairwise losses :func:`bpr_loss`
 and :func:`hinge_loss`, which compare the score of an interaction with the score of a
 sampled negative for the same user.
 """

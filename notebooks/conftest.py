@@ -8,9 +8,12 @@ the book's MyST extensions from ``_config.yml``). Text notebooks store no output
 outputs to compare: ``--nbval`` behaves like ``--nbval-lax``. Cells tagged
 ``raises-exception`` must raise, as in the book.
 
-After a notebook's cells, one more test item, ``glue keys``, fails when the
-notebook's Markdown uses a ``{glue}`` key that no executed cell defined: MyST-NB
-would render it as empty text, without a warning.
+After a notebook's cells, one more test item, ``glue keys``, fails where the book
+build would show a glued value wrongly or fail: when the notebook's Markdown uses a
+``{glue}`` key that no executed cell defined (MyST-NB renders it as empty text), when a
+cell glues the same key twice, or when a glued value cannot be shown in the format the
+Markdown asks for (``{glue:text}`rmse:.3f``` of a ``np.float64``, whose text is
+``np.float64(0.91)``: MyST-NB cannot read it as a number).
 
 With ``--book-cache DIR`` (``make test`` passes the book's ``_build/.jupyter_cache``),
 each notebook whose cells all passed is stored in that jupyter-cache with the
@@ -35,6 +38,7 @@ import yaml
 
 # {glue}`key`, {glue:text}`key:.3f`, ... and ```{glue:figure} key / :::{glue} key
 GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
+GLUE_TEXT_ROLE = re.compile(r"\{glue(?::text)?\}`([^`]+)`")  # the roles that take a format
 GLUE_DIRECTIVE = re.compile(r"^\s*(?:`{3,}|:{3,})\{glue(?::[a-z]+)?\}[ \t]+(\S+)", re.MULTILINE)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # no widget state: cannot render
 
@@ -88,14 +92,66 @@ def glue_keys_used(notebook: nbformat.NotebookNode) -> set[str]:
     return used
 
 
+def glue_formats_used(notebook: nbformat.NotebookNode) -> set[tuple[str, str]]:
+    """``(key, format)`` of each ``{glue}`` / ``{glue:text}`` role with a format, e.g. ``.3f``."""
+    used = set()
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for content in GLUE_TEXT_ROLE.findall(cell.source):
+                key, _, spec = content.partition(":")
+                if spec and "::" not in content:
+                    used.add((key, spec))
+    return used
+
+
+def glued_values(outputs: list[list[dict]]) -> dict[str, list[dict]]:
+    """Each key that ``myst_nb.glue`` stored in these cells' outputs, with its data (once per
+    ``glue`` call)."""
+    values: dict[str, list[dict]] = {}
+    for cell_outputs in outputs:
+        for out in cell_outputs:
+            if "scrapbook" in out.get("metadata", {}):
+                name = out["metadata"]["scrapbook"]["name"]
+                values.setdefault(name, []).append(out.get("data", {}))
+    return values
+
+
 def glue_keys_defined(outputs: list[list[dict]]) -> set[str]:
     """The keys that ``myst_nb.glue`` stored in these cells' outputs."""
-    return {
-        out["metadata"]["scrapbook"]["name"]
-        for cell_outputs in outputs
-        for out in cell_outputs
-        if "scrapbook" in out.get("metadata", {})
-    }
+    return set(glued_values(outputs))
+
+
+def glue_problems(notebook: nbformat.NotebookNode, outputs: list[list[dict]]) -> list[str]:
+    """What the book build would warn about (and, under ``-W``, fail on) in the glued values."""
+    from myst_nb.core.variables import format_plain_text
+
+    values = glued_values(outputs)
+    problems = []
+    missing = glue_keys_used(notebook) - set(values)
+    if missing:
+        problems.append(
+            "uses glue keys that no executed cell defined (the book would show them as "
+            "empty text): " + ", ".join(sorted(missing))
+        )
+    twice = sorted(key for key, data in values.items() if len(data) > 1)
+    if twice:
+        problems.append("glues these keys more than once: " + ", ".join(twice))
+    unformatted = []
+    for key, spec in sorted(glue_formats_used(notebook)):
+        data = values.get(key, [{}])[-1]  # stored as "application/papermill.record/text/plain"
+        text = next((v for mime, v in data.items() if mime.endswith("text/plain")), None)
+        if text is None:
+            continue  # missing keys are reported above
+        try:
+            format_plain_text(text, spec)
+        except (TypeError, ValueError):
+            unformatted.append(f"{key} ({text!r} as {spec!r})")
+    if unformatted:
+        problems.append(
+            "glues values the book cannot show in the format its text asks for (glue a "
+            "float or int, not a numpy scalar): " + ", ".join(unformatted)
+        )
+    return problems
 
 
 def _as_cached_output(out: dict, count: int) -> dict | None:
@@ -111,27 +167,24 @@ def _as_cached_output(out: dict, count: int) -> dict | None:
 
 
 class GlueKeys(pytest.Item):
-    """Fails when the notebook's Markdown uses a glue key that no cell defined."""
+    """Fails where the book would show a glued value wrongly (see :func:`glue_problems`)."""
 
     def runtest(self) -> None:
         notebook: TextNotebook = self.parent
         cells = notebook.cell_items
         if not all(getattr(cell, "passed", False) for cell in cells):
             pytest.skip("not every cell ran and passed, so the glue keys were not checked")
-        missing = glue_keys_used(notebook.nb) - glue_keys_defined([c.test_outputs for c in cells])
-        if missing:
-            raise GlueKeyError(sorted(missing))
+        problems = glue_problems(notebook.nb, [c.test_outputs for c in cells])
+        if problems:
+            raise GlueKeyError(problems)
         cache = self.config.getoption("book_cache")
         if cache:
             notebook.store_in_cache(Path(cache))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, GlueKeyError):
-            keys = ", ".join(excinfo.value.args[0])
-            return (
-                f"{self.parent.path.name} uses glue keys that no executed cell defined "
-                f"(the book would show them as empty text): {keys}"
-            )
+            name = self.parent.path.name
+            return "\n".join(f"{name} {problem}" for problem in excinfo.value.args[0])
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
@@ -139,7 +192,7 @@ class GlueKeys(pytest.Item):
 
 
 class GlueKeyError(Exception):
-    """Glue keys used in the Markdown but defined by no cell."""
+    """Glued values the book would not show as the Markdown asks (undefined, twice, format)."""
 
 
 class TextNotebook(nbval.plugin.IPyNbFile):

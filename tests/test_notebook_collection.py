@@ -87,6 +87,28 @@ def test_failing_cells_and_undefined_glue_keys_fail_the_run(folder: Path) -> Non
     assert not (folder / "cache").exists()  # no --book-cache: nothing written
 
 
+def test_glue_values_the_book_cannot_show_fail_the_run(folder: Path) -> None:
+    numpy_scalar = ("import numpy as np", GLUED[0], 'glue("share", np.float64(0.5), display=False)')
+    (folder / "scalar.md").write_text(_notebook(*numpy_scalar, "md:Half: {glue:text}`share:.0%`."))
+    (folder / "plain.md").write_text(  # the same value without a format is fine
+        _notebook(*numpy_scalar, "md:Half: {glue:text}`share`.")
+    )
+    (folder / "twice.md").write_text(_notebook(*GLUED, GLUED[1], "md:{glue:text}`rmse:.3f`"))
+    (folder / "floats.md").write_text(
+        _notebook(
+            GLUED[0], 'glue("n", 3, display=False)', GLUED[1], "md:{glue}`n:d`, {glue}`rmse:.2f`"
+        )
+    )
+    result = _run_nbval(folder, "-rfs")
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "scalar.md glues values the book cannot show in the format its text asks for" in out
+    assert "share ('np.float64(0.5)' as '.0%')" in out
+    assert "twice.md glues these keys more than once: rmse" in out
+    assert "plain.md::glue keys" not in out and "floats.md::glue keys" not in out
+    assert "2 failed" in out
+
+
 def _book_lookup(folder: Path, name: str):
     """What MyST-NB finds in the cache for this notebook, read as the book reads it."""
     from jupyter_cache import get_cache

@@ -1,10 +1,11 @@
 """Models for ranking from implicit feedback: NeuMF and EASE^R.
 
-Built in the chapter on learning to rank: :class:`NeuMF` (He et al. 2017) fuses a
-generalized matrix factorization (GMF) branch and an MLP branch into one logit, and
-can start from a trained GMF and MLP (:meth:`NeuMF.from_pretrained`); :class:`EASE`
-(Steck 2019) is a linear item-item model with a closed-form solution
-(:func:`ease_weights`), no gradient descent at all.
+Built in chapter 8 (learning to rank): :class:`~mfkit.models.NeuMF` (He et al. 2017)
+fuses a generalized matrix factorization (GMF) branch and an MLP branch into one
+logit, and can start from a trained GMF and MLP
+(:meth:`~mfkit.models.NeuMF.from_pretrained`); :class:`~mfkit.models.EASE` (Steck
+2019) is a linear item-item model with a closed-form solution
+(:func:`~mfkit.models.ease_weights`), no gradient descent at all.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ class EASE(nn.Module):
     """EASE^R (Steck 2019): score movie ``j`` for user ``i`` as ``X_i B_j``.
 
     ``X`` is the 0/1 matrix of training interactions and ``B`` the item-item weights
-    of :func:`ease_weights`. Nothing is learned by gradient descent: the model is
+    of :func:`~mfkit.models.ease_weights`. Nothing is learned by gradient descent: the model is
     solved once, in closed form, when it is built.
 
     Parameters
