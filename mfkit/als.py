@@ -76,7 +76,7 @@ def als_objective(
     ``n_i``, ``n_j`` their numbers of ratings (the "weighted-lambda" penalty:
     busier rows are penalised more, as in stochastic gradient descent). It is
     exactly :func:`mfkit.losses.mse_sparse` with ``l2=reg``, the full-batch
-    version of chapter 4's ``observed_mse`` with ``l2``.
+    version of chapter 2's ``observed_mse`` with ``l2``.
     """
     _check(model, reg)
     return _objective(model, _matrix(model, users, movies, ratings), reg)
