@@ -28,10 +28,10 @@ Rows, with the settings of the chapter that teaches each model:
   NeuMF from scratch (Adam at 0.003) and from the pre-trained branches (Adam at
   0.001), and EASE (``lambda`` from the grid; test scores from the interactions
   before the test case, as in the chapter);
-* the named peers, the ``implicit`` library's ALS (64 factors, regularization
-  0.05, 15 iterations) and BPR (64 factors, learning rate 0.01, 100 iterations),
-  with chapter 8's settings; BPR on one thread (``num_threads=1``), since its
-  parallel updates make the result vary from run to run.
+* the named peers, the ``implicit`` library's ALS and BPR with chapter 8's
+  settings: 64 factors and the library's defaults otherwise (ALS: regularization
+  0.01, 15 iterations; BPR: learning rate 0.01, 100 iterations), BPR on one thread
+  (``num_threads=1``), since its parallel updates vary from run to run.
 
 The chapters cap their epochs to stay quick; here every gradient-trained model
 may run up to ``--max-epochs`` epochs and stops after ``--patience`` epochs
