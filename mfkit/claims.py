@@ -15,6 +15,8 @@ ordering of times. It glues the words instead, computed with a margin by
 
 from __future__ import annotations
 
+from mfkit.measure import speed_verdict
+
 __all__ = ["ClaimError", "claim", "claim_speed"]
 
 
@@ -55,12 +57,12 @@ def claim_speed(
 ) -> None:
     """Check the glued words "``seconds`` is ``verdict`` ``other``" against the timings.
 
-    The words mean, with ``margin`` (1.3 by default, as in
-    :func:`mfkit.measure.speed_verdict`): ``"faster than"``, ``seconds * margin <=
-    other``; ``"slower than"``, ``seconds >= other * margin``; ``"about as fast as"``,
-    neither. A verdict that ``speed_verdict`` computed from the same two timings always
-    passes, whatever the machine's speed: the check fails only when the words glued
-    into the prose came from other numbers, or were typed by hand.
+    The words mean what :func:`mfkit.measure.speed_verdict` says of the two timings
+    with ``margin`` (1.3 by default): ``"faster than"``, ``seconds * margin <= other``;
+    ``"slower than"``, ``seconds >= other * margin``; ``"about as fast as"``, neither.
+    A verdict that ``speed_verdict`` computed from the same two timings always passes,
+    whatever the machine's speed: the check fails only when the words glued into the
+    prose came from other numbers, or were typed by hand.
 
     Parameters
     ----------
@@ -84,17 +86,13 @@ def claim_speed(
     ...
     mfkit.claims.ClaimError: claim no longer holds: typed ('about as fast as' ...) (seconds=0.4...)
     """
-    holds = {
-        "faster than": seconds * margin <= other,
-        "slower than": seconds >= other * margin,
-        "about as fast as": other / margin < seconds < other * margin,
-    }
-    if verdict not in holds:
-        raise ValueError(f"unknown verdict {verdict!r}: expected one of {sorted(holds)}")
-    if margin < 1:
-        raise ValueError(f"margin must be >= 1, got {margin}")
+    verdicts = ("about as fast as", "faster than", "slower than")
+    if verdict not in verdicts:
+        raise ValueError(f"unknown verdict {verdict!r}: expected one of {list(verdicts)}")
     said = f"{statement} ({verdict!r} at a margin of {margin:g})"
-    claim(holds[verdict], said, seconds=seconds, other=other)
+    # One definition of what the words mean: speed_verdict's (it also rejects margin < 1).
+    holds = speed_verdict(seconds, other, margin=margin) == verdict
+    claim(holds, said, seconds=seconds, other=other)
 
 
 def _show(value: object) -> str:
