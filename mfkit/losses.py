@@ -24,6 +24,10 @@ interactions (label 1) against sampled negatives (label 0).
 Introduced in chapter 8 (learning to rank): the pairwise losses :func:`bpr_loss`
 and :func:`hinge_loss`, which compare the score of an interaction with the score of a
 sampled negative for the same user.
+
+Introduced in chapter 9 (sequences): :func:`next_item_ce`, the full softmax
+cross-entropy of each next movie of a history, and :func:`next_item_bce`, SASRec's
+binary cross-entropy of each next movie against one sampled movie.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ __all__ = [
     "mse_sparse",
     "mse_dense",
     "mse_gathered",
+    "next_item_bce",
+    "next_item_ce",
     "observed_mse",
     "regularized_mse",
     "softmax_loss",
@@ -298,3 +304,49 @@ def hinge_loss(
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     return F.relu(margin - _score_gap(model, users, positives, negatives)).mean()
+
+
+def next_item_ce(
+    model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Full softmax cross-entropy of each next movie over the whole catalogue.
+
+    ``inputs`` and ``targets`` come from :func:`mfkit.sequences.next_item_examples`;
+    every step whose target is a movie (not padding) is one example, scored by a
+    sequence model's :meth:`~mfkit.models.sequential.SequenceModel.logits` against
+    all ``n_items`` movies (Klenitskiy and Vasilev 2023).
+
+    Examples
+    --------
+    >>> from mfkit.models import GRU4Rec
+    >>> model = GRU4Rec(4, dim=2, seed=0)
+    >>> inputs, targets = torch.tensor([[0, 1, 4]]), torch.tensor([[1, 4, 4]])  # 4 pads
+    >>> bool(next_item_ce(model, inputs, targets) > 0)
+    True
+    """
+    real = targets != model.pad
+    return F.cross_entropy(model.logits(model(inputs)[real]), targets[real])
+
+
+def next_item_bce(
+    model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """SASRec's loss: binary cross-entropy, each next movie against one sampled movie.
+
+    At every step whose target is a movie, the target's score should be high (label
+    1) and the score of ``negatives`` at that step low (label 0); both scores are dot
+    products of the step's hidden state with the movies' embeddings (Kang and
+    McAuley 2018).
+    """
+    if negatives.shape != targets.shape:
+        raise ValueError(
+            f"negatives must have the shape of targets, {tuple(targets.shape)}, "
+            f"got {tuple(negatives.shape)}"
+        )
+    real = targets != model.pad
+    hidden = model(inputs)[real]
+    table = model.items.weight
+    positive = (hidden * table[targets[real]]).sum(-1)
+    negative = (hidden * table[negatives[real]]).sum(-1)
+    labels = torch.cat([torch.ones_like(positive), torch.zeros_like(negative)])
+    return F.binary_cross_entropy_with_logits(torch.cat([positive, negative]), labels)

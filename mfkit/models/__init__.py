@@ -12,6 +12,7 @@ module                                 chapter  models
 :mod:`mfkit.models.features`           6        :class:`HybridModel`, :class:`DemographicsModel`
 :mod:`mfkit.models.implicit`           7        :class:`ImplicitMLP`, :func:`drop_ids`
 :mod:`mfkit.models.ranking`            8        :class:`NeuMF`, :class:`EASE`, :func:`ease_weights`
+:mod:`mfkit.models.sequential`         9        :class:`GRU4Rec`, :class:`SASRec`
 =====================================  =======  =============================================
 
 Import them from here: ``from mfkit.models import MatrixFactorization``. Every model
@@ -23,15 +24,18 @@ from mfkit.models.factorization import MatrixFactorization
 from mfkit.models.features import DemographicsModel, HybridModel
 from mfkit.models.implicit import ImplicitMLP, drop_ids
 from mfkit.models.ranking import EASE, NeuMF, ease_weights
+from mfkit.models.sequential import GRU4Rec, SASRec
 from mfkit.models.softmax import SoftmaxModel
 
 __all__ = [
     "EASE",
     "DemographicsModel",
+    "GRU4Rec",
     "HybridModel",
     "ImplicitMLP",
     "MatrixFactorization",
     "NeuMF",
+    "SASRec",
     "SoftmaxModel",
     "drop_ids",
     "ease_weights",
