@@ -1,14 +1,19 @@
 """The ``mfkit`` command line.
 
 Chapter 1 adds ``mfkit data``; chapter 6 adds recommendations from the feature
-models: ``recommend``, ``evaluate``, ``train`` and the interactive ``menu``.
+models: ``recommend``, ``evaluate``, ``train`` and the interactive ``menu``;
+chapter 9 adds ``recommend --next``, the movies to watch next by a sequence model.
 
-Two models serve the commands: the *hybrid* model (user and movie ids plus side
-features) for users who are in the data, and the *demographics* model for a new
-user known only by age, gender, occupation and zip code. Each is trained once,
-saved under ``$MFKIT_CACHE_DIR/models`` (default: the OS cache folder) and loaded
-by later commands; a command that needs a model that is not saved yet trains it
-first, with a progress bar.
+Three models serve the commands: the *hybrid* model (user and movie ids plus side
+features) for users who are in the data, the *demographics* model for a new
+user known only by age, gender, occupation and zip code, and the *sequence*
+model (chapter 9's SASRec, trained on every rating as an interaction, in time
+order) for what an existing user will watch next after their latest movies.
+Each is trained once, saved under ``$MFKIT_CACHE_DIR/models`` (default: the OS
+cache folder) and loaded by later commands; a command that needs a model that is
+not saved yet trains it first, with a progress bar. ``mfkit train`` trains the
+two rating models (``--model both``, the default), one model, or all three
+(``--model all``).
 
 Examples
 --------
@@ -19,6 +24,9 @@ Examples
     $ mfkit recommend --user 265 -k 5          # an existing user
     $ mfkit recommend --age 24 --gender M --occupation entertainment --zip 10003 -k 5
     $ mfkit recommend --user 265 --json        # for scripts
+    $ mfkit recommend --user 265 --next -k 5   # what user 265 may watch next (sequence model)
+    $ mfkit train --model sequence             # train and save the sequence model
+    $ mfkit train --model all                  # all three models
     $ mfkit evaluate --split u1                # RMSE and MAE on the u1 test set
     $ mfkit menu                               # the interactive menu
 """
@@ -33,19 +41,25 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 from mfkit import __version__, data
 from mfkit.features import Indexer, SideFeatures, UnknownCategoryError, UnknownIdError
-from mfkit.losses import observed_mse
+from mfkit.losses import next_item_ce, observed_mse
 from mfkit.metrics import mae, rmse
-from mfkit.models import DemographicsModel, HybridModel
-from mfkit.retrieval import recommend, recommend_new_user
+from mfkit.models import DemographicsModel, HybridModel, SASRec
+from mfkit.retrieval import recommend, recommend_new_user, top_k_unseen
+from mfkit.sampling import implicit
 from mfkit.saving import ModelFileError, SavedModel, load_model, save_model
+from mfkit.sequences import histories, next_item_examples
 from mfkit.splits import random_split
 from mfkit.train import fit, rating_rmse
 
-#: How the command line trains its two models (the settings chosen in chapter 6).
+#: How the command line trains its models: the settings chosen in chapter 6 for the
+#: two rating models, and chapter 9's SASRec recipe (a fixed number of epochs, no
+#: validation) for the sequence model.
 RECIPES: dict[str, dict] = {
     "hybrid": {
         "model": {"dim": 128, "hidden": (128, 64, 32), "dropout": 0.2},
@@ -55,8 +69,19 @@ RECIPES: dict[str, dict] = {
         "model": {"dim": 16, "movie_dim": 32, "hidden": (64, 32), "dropout": 0.2},
         "fit": {"lr": 3e-3, "batch_size": 256, "epochs": 10, "weight_decay": 1e-4},
     },
+    "sequence": {
+        "model": {"dim": 64, "maxlen": 50, "blocks": 2, "heads": 1, "dropout": 0.2},
+        "fit": {"lr": 1e-2, "batch_size": 128, "epochs": 12},
+    },
 }
-KINDS = tuple(RECIPES)
+#: The models that predict ratings: ``recommend --user``/``--age ...``, ``evaluate``,
+#: and ``train --model both``.
+RATING_KINDS = ("hybrid", "demographics")
+#: Every kind of saved model (``train --model all``).
+KINDS = (*RATING_KINDS, "sequence")
+#: What ``train --model`` accepts beyond one kind: ``both`` (the two rating models,
+#: as before the sequence model existed) and ``all``.
+TRAIN_GROUPS = {"both": RATING_KINDS, "all": KINDS}
 SPLIT_CHOICES = ("all", *data.SPLITS)
 
 # ----------------------------------------------------------------------- models
@@ -89,9 +114,13 @@ def train_model(
 ) -> tuple[Path, dict]:
     """Train the ``kind`` model on ``split`` of ``ml`` (``"all"``: every rating); save it.
 
-    5% of the training ratings are held out to stop training early (patience 2)
-    and keep the best epoch. Returns the saved file's path and its ``meta``.
+    For the rating models 5% of the training ratings are held out to stop
+    training early (patience 2) and keep the best epoch; the sequence model
+    trains for its recipe's epochs (see :func:`train_sequence_model`). Returns the
+    saved file's path and its ``meta``.
     """
+    if kind == "sequence":
+        return train_sequence_model(ml, split, epochs=epochs, progress=progress, seed=seed)
     recipe = RECIPES[kind]
     indexer = Indexer.from_movielens(ml)
     ratings = _training_ratings(ml, split)
@@ -122,6 +151,54 @@ def train_model(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return save_model(model, model_path(kind, ml.name, split), indexer, **meta), meta
+
+
+def train_sequence_model(
+    ml: data.MovieLens,
+    split: str = "all",
+    *,
+    epochs: int | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> tuple[Path, dict]:
+    """Train chapter 9's SASRec on ``split`` of ``ml``; save it as the ``sequence`` model.
+
+    Every rating is an interaction (:func:`mfkit.sampling.implicit`); each user's
+    latest ``maxlen + 1`` interactions, oldest first, give ``maxlen`` next-movie
+    examples, trained with the full softmax cross-entropy
+    (:func:`mfkit.losses.next_item_ce`) for the recipe's epochs (``epochs``
+    overrides them). Returns the saved file's path and its ``meta``.
+    """
+    recipe = RECIPES["sequence"]
+    indexer = Indexer.from_movielens(ml)
+    interactions = implicit(_training_ratings(ml, split))
+    model = SASRec(indexer.n_movies, seed=seed, **recipe["model"])
+    seqs = histories(interactions, indexer, maxlen=model.config["maxlen"] + 1)
+    inputs, targets = next_item_examples(seqs)
+    useful = (targets != model.pad).any(dim=1)  # users with at least two interactions
+    if not useful.any():
+        raise ValueError(
+            f"no user of {ml.name} ({split} ratings) has two ratings: nothing to learn "
+            "the next movie from"
+        )
+    settings = {**recipe["fit"], **({"epochs": epochs} if epochs else {})}
+    history = fit(
+        model,
+        (inputs[useful], targets[useful]),
+        next_item_ce,
+        seed=seed,
+        progress=progress,
+        **settings,
+    )
+    meta = {
+        "kind": "sequence",
+        "variant": ml.name,
+        "split": split,
+        "epochs": history.epochs,
+        "train_loss": history.train_loss[-1],
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return save_model(model, model_path("sequence", ml.name, split), indexer, **meta), meta
 
 
 def _note(message: str) -> None:
@@ -156,7 +233,8 @@ def get_model(
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_string(index=False, float_format=lambda x: f"{x:.2f}")
+    digits = 4 if "probability" in frame.columns else 2
+    return frame.to_string(index=False, float_format=lambda x: f"{x:.{digits}f}")
 
 
 def _recommendations(top: pd.DataFrame, saved: SavedModel) -> pd.DataFrame:
@@ -198,15 +276,16 @@ def _cmd_data(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    for kind in KINDS if args.model == "both" else (args.model,):
+    for kind in TRAIN_GROUPS.get(args.model, (args.model,)):
         _note(f"Training the {kind} model on {args.variant} ({args.split} ratings)...")
         path, meta = train_model(
             kind, _dataset(args), args.split, epochs=args.epochs, progress=not args.quiet
         )
-        print(
-            f"{kind}: {meta['epochs']} epochs, best validation RMSE {meta['valid_rmse']:.4f} "
-            f"(epoch {meta['best_epoch']}); saved to {path}"
-        )
+        if kind == "sequence":
+            score = f"final training loss {meta['train_loss']:.4f}"
+        else:
+            score = f"best validation RMSE {meta['valid_rmse']:.4f} (epoch {meta['best_epoch']})"
+        print(f"{kind}: {meta['epochs']} epochs, {score}; saved to {path}")
 
 
 def _candidates(ratings: pd.DataFrame, min_ratings: int) -> list[int]:
@@ -233,6 +312,48 @@ def _for_user(args: argparse.Namespace, user_id: int) -> tuple[str, pd.DataFrame
     return heading, _recommendations(top, saved)
 
 
+def _next_for_user(args: argparse.Namespace, user_id: int) -> tuple[str, pd.DataFrame, dict]:
+    """The movies ``user_id`` may watch next by the sequence model, and their latest movie."""
+    ml = _dataset(args)
+    Indexer.from_movielens(ml).users.index(user_id)  # an unknown id fails before any training
+    mine = implicit(ml.ratings[ml.ratings["user_id"] == user_id])
+    if mine.empty:
+        raise ValueError(
+            f"user {user_id} has no ratings in {ml.name}: the sequence model needs a "
+            "history; try `mfkit recommend --user` without --next"
+        )
+    saved = get_model("sequence", ml, "all", progress=not args.quiet)
+    model, indexer = saved.model, saved.indexer
+    row = int(indexer.users.index(user_id)[0])
+    seq = histories(mine, indexer, maxlen=model.config["maxlen"])[row : row + 1]
+    probabilities = model.score_next(seq).softmax(dim=-1)
+    excluded = torch.ones_like(probabilities, dtype=torch.bool)
+    allowed = np.asarray(_candidates(ml.ratings, args.min_ratings), dtype=np.int64)
+    excluded[0, indexer.movies.index(allowed)] = False
+    excluded[0, indexer.movies.index(mine["movie_id"].to_numpy())] = True
+    values, cols = top_k_unseen(probabilities, excluded, args.k)
+    keep = torch.isfinite(values[0])
+    cols = cols[0][keep].numpy()
+    frame = pd.DataFrame(
+        {
+            "rank": range(1, len(cols) + 1),
+            "movie_id": indexer.movies.ids_of(cols),
+            "title": indexer.titles[cols],
+            "probability": values[0][keep].double().numpy().round(4),
+        }
+    )
+    latest_row = int(seq[0, (seq[0] != model.pad).sum() - 1])
+    latest = {
+        "movie_id": int(indexer.movies.ids_of([latest_row])[0]),
+        "title": str(indexer.titles[latest_row]),
+    }
+    heading = (
+        f"Top {args.k} movies to watch next for user {user_id} "
+        f"(latest: {latest['title']}), sequence model:"
+    )
+    return heading, frame, latest
+
+
 def _for_profile(args: argparse.Namespace, profile: dict) -> tuple[str, pd.DataFrame]:
     ml = _dataset(args)
     _side_features(ml, ml.ratings).profile(**profile)  # bad answers fail before training
@@ -247,6 +368,18 @@ def _for_profile(args: argparse.Namespace, profile: dict) -> tuple[str, pd.DataF
 
 def _cmd_recommend(args: argparse.Namespace) -> None:
     answers = {"age": args.age, "gender": args.gender, "occupation": args.occupation}
+    if args.next:
+        given = [f"--{name}" for name, value in answers.items() if value is not None]
+        if given or args.zip:
+            raise _UsageError(
+                f"--next cannot be combined with {', '.join(given or ['--zip'])}: it "
+                "recommends for an existing user (--user ID) from their history"
+            )
+        if args.user is None:
+            raise _UsageError("--next needs --user ID (an existing user with a history)")
+        heading, frame, latest = _next_for_user(args, args.user)
+        _emit(heading, frame, args.json, user=args.user, model="sequence", latest=latest)
+        return
     if args.user is not None:
         given = [f"--{name}" for name, value in answers.items() if value is not None]
         if given or args.zip:
@@ -266,10 +399,10 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
 
 
 def evaluation_table(ml: data.MovieLens, split: str, *, progress: bool = True) -> pd.DataFrame:
-    """RMSE and MAE of both models (trained on ``split``'s base) and the mean rating."""
+    """RMSE and MAE of both rating models (trained on ``split``'s base) and the mean rating."""
     train, test = data.load_split(split, ml.name, progress=False)
     rows = []
-    for kind in KINDS:
+    for kind in RATING_KINDS:
         saved = get_model(kind, ml, split, progress=progress)
         users, movies, ratings = saved.indexer.tensors(test)
         predicted = saved.model.predict(users, movies).numpy()
@@ -452,10 +585,16 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train and save the recommendation models",
-        description="Train the hybrid and/or demographics model and save it for the other "
-        "commands (replacing a saved one, e.g. a corrupt file).",
+        description="Train the hybrid, demographics and/or sequence model and save it for "
+        "the other commands (replacing a saved one, e.g. a corrupt file).",
     )
-    train.add_argument("--model", choices=("both", *KINDS), default="both")
+    train.add_argument(
+        "--model",
+        choices=(*TRAIN_GROUPS, *KINDS),
+        default="both",
+        help="'both' (the default): the two rating models, hybrid and demographics; 'all': "
+        "those and the sequence model (used by recommend --next); or one model",
+    )
     train.add_argument(
         "--split",
         choices=SPLIT_CHOICES,
@@ -463,7 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on every rating ('all', used by recommend) or on a split's base file "
         "(used by evaluate)",
     )
-    train.add_argument("--epochs", type=int, help="at most this many epochs (default: 10)")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        help="at most this many epochs (default: 10; the sequence model trains for "
+        "exactly this many, default 12)",
+    )
     _add_common(train)
     train.set_defaults(run=_cmd_train)
 
@@ -471,10 +615,18 @@ def build_parser() -> argparse.ArgumentParser:
         "recommend",
         help="top movies for an existing user or for a new user's demographics",
         description="Recommend movies: --user ID for a user in the data (movies they have "
-        "not rated, by the hybrid model), or --age/--gender/--occupation[/--zip] for a new "
-        "user (by the demographics model).",
+        "not rated, by the hybrid model), --user ID --next for the movies they may watch "
+        "next after their latest ones (by the sequence model, from their ratings in time "
+        "order), or --age/--gender/--occupation[/--zip] for a new user (by the "
+        "demographics model).",
     )
     rec.add_argument("--user", type=int, help="an existing user id")
+    rec.add_argument(
+        "--next",
+        action="store_true",
+        help="with --user: the movies to watch next, by the sequence model (its "
+        "probability that each is the next movie, out of the whole catalogue)",
+    )
     rec.add_argument("--age", type=int, help="a new user's age in years")
     rec.add_argument("--gender", help="a new user's gender (M or F in MovieLens)")
     rec.add_argument("--occupation", help="a new user's occupation, e.g. student")
@@ -486,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser(
         "evaluate",
         help="RMSE and MAE of the models on a test split",
-        description="Train both models on a split's base file (once; then loaded) and "
+        description="Train both rating models on a split's base file (once; then loaded) and "
         "report RMSE and MAE on its test file, beside predicting the mean rating.",
     )
     ev.add_argument("--split", choices=data.SPLITS, default="u1")

@@ -1,6 +1,8 @@
 """Save a trained model with everything needed to use it again; load it back safely.
 
-Introduced in chapter 6, for the ``mfkit`` command line. A saved model is one
+Introduced in chapter 6, for the ``mfkit`` command line; chapter 9's sequence
+models (:class:`~mfkit.models.GRU4Rec`, :class:`~mfkit.models.SASRec`) save and
+load the same way (``recommend --next``). A saved model is one
 file holding the model's class and ``config``, its weights, the ids of the users
 and movies its rows stand for (with titles), the encoded side features of the
 feature models, and free-form ``meta`` (what it was trained on, its scores).
@@ -36,7 +38,14 @@ from torch import nn
 
 from mfkit import __version__
 from mfkit.features import IdIndex, Indexer, SideFeatures
-from mfkit.models import DemographicsModel, HybridModel, MatrixFactorization, SoftmaxModel
+from mfkit.models import (
+    DemographicsModel,
+    GRU4Rec,
+    HybridModel,
+    MatrixFactorization,
+    SASRec,
+    SoftmaxModel,
+)
 
 __all__ = ["MODELS", "ModelFileError", "SavedModel", "load_model", "save_model"]
 
@@ -45,7 +54,8 @@ VERSION = 1
 
 #: The model classes that can be saved, by name.
 MODELS: dict[str, type[nn.Module]] = {
-    cls.__name__: cls for cls in (MatrixFactorization, SoftmaxModel, HybridModel, DemographicsModel)
+    cls.__name__: cls
+    for cls in (MatrixFactorization, SoftmaxModel, HybridModel, DemographicsModel, GRU4Rec, SASRec)
 }
 
 

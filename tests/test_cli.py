@@ -71,6 +71,10 @@ TINY_RECIPES = {
         "model": {"dim": 3, "movie_dim": 2, "hidden": (8,), "dropout": 0.1},
         "fit": {"lr": 1e-2, "batch_size": 64, "epochs": 2, "weight_decay": 1e-4},
     },
+    "sequence": {
+        "model": {"dim": 8, "maxlen": 6, "blocks": 1, "heads": 2, "dropout": 0.1},
+        "fit": {"lr": 1e-2, "batch_size": 16, "epochs": 2},
+    },
 }
 MIN_RATINGS = 8  # of the 40 movies of `small`, those with 8+ of its 300 ratings
 
@@ -397,3 +401,147 @@ def test_menu_leaves_quietly_when_input_ends(cli_env, capsys, monkeypatch, scrip
     captured = capsys.readouterr()
     assert captured.out.endswith("bye\n")
     assert "Traceback" not in captured.out + captured.err
+
+
+# ------------------------------------------------------- chapter 9: recommend --next
+
+
+def sequence_path() -> Path:
+    return cli.model_path("sequence", "fake", "all")
+
+
+def latest_of(small, user: int) -> tuple[int, str]:
+    """The user's latest movie (the synthetic timestamps have no ties) and its title."""
+    mine = small.ratings[small.ratings["user_id"] == user].sort_values("timestamp")
+    movie = int(mine["movie_id"].iloc[-1])
+    return movie, small.movies.set_index("movie_id")["title"][movie]
+
+
+def next_scores(saved, small, user: int) -> torch.Tensor:
+    """The saved sequence model's probabilities of each movie after the user's history."""
+    mine = small.ratings[small.ratings["user_id"] == user].sort_values("timestamp")
+    rows = saved.indexer.movies.index(mine["movie_id"].to_numpy())
+    maxlen = saved.model.config["maxlen"]
+    seq = torch.as_tensor(rows[-maxlen:], dtype=torch.long)[None]
+    return saved.model.score_next(seq)[0].softmax(-1)
+
+
+def test_train_sequence_and_all(cli_env, small, capsys) -> None:
+    assert run("train", "--model", "sequence", "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    saved_to = re.escape(str(sequence_path()))
+    pattern = rf"^sequence: 1 epochs, final training loss \d+\.\d{{4}}; saved to {saved_to}$"
+    assert re.match(pattern, out), out
+    saved = load_model(sequence_path())
+    assert type(saved.model).__name__ == "SASRec"
+    assert saved.model.config == {"n_items": 40, **TINY_RECIPES["sequence"]["model"]}
+    assert saved.meta["kind"] == "sequence" and saved.meta["epochs"] == 1
+    assert saved.meta["split"] == "all" and saved.meta["variant"] == "fake"
+
+    assert run("train", "--model", "sequence", "--split", "u1", "--epochs", "1") == 0
+    assert load_model(cli.model_path("sequence", "fake", "u1")).meta["split"] == "u1"
+    capsys.readouterr()
+
+    assert run("train", "--model", "all") == 0
+    out = capsys.readouterr().out
+    assert [line.split(":")[0] for line in out.splitlines()] == list(cli.KINDS)
+    assert "sequence: 2 epochs" in out  # the recipe's epochs
+    assert sorted(p.name for p in (cli_env / "models").iterdir()) == [
+        "demographics-fake-all.pt",
+        "hybrid-fake-all.pt",
+        "sequence-fake-all.pt",
+        "sequence-fake-u1.pt",
+    ]
+
+
+def test_recommend_next_prints_unwatched_movies_after_the_latest(cli_env, small, capsys) -> None:
+    user = pick_user(small)
+    argv = ["recommend", "--user", str(user), "--next", "-k", "3"]
+    assert run(*argv, "--min-ratings", str(MIN_RATINGS)) == 0
+    captured = capsys.readouterr()
+    assert "No saved sequence model for fake (all ratings) yet; training one..." in captured.err
+    _, title = latest_of(small, user)
+    heading = f"Top 3 movies to watch next for user {user} (latest: {title}), sequence model:"
+    lines = captured.out.splitlines()
+    assert lines[0] == heading
+    assert lines[1].split() == ["rank", "movie_id", "title", "probability"]
+    rows = [re.match(r"^\s*(\d+)\s+(\d+)\s+(.+?)\s+(0\.\d{4})$", line) for line in lines[2:]]
+    assert len(rows) == 3 and all(rows), lines
+    assert [int(r.group(1)) for r in rows] == [1, 2, 3]
+    ids = [int(r.group(2)) for r in rows]
+    allowed = allowed_movies(small) - rated_by(small, user)
+    assert set(ids) <= allowed and len(set(ids)) == 3
+    probabilities = [float(r.group(4)) for r in rows]
+    assert probabilities == sorted(probabilities, reverse=True)
+    saved = load_model(sequence_path())
+    assert ids == top_ids(next_scores(saved, small, user), saved.indexer, allowed, 3)
+
+    assert run(*argv, "--min-ratings", "0") == 0  # every movie the user has not rated
+    out = capsys.readouterr().out
+    ids = [int(line.split()[1]) for line in out.splitlines()[2:]]
+    assert len(ids) == 3 and not set(ids) & rated_by(small, user)
+    unrated = set(small.movies["movie_id"]) - rated_by(small, user)
+    assert ids == top_ids(next_scores(saved, small, user), saved.indexer, unrated, 3)
+
+
+def test_recommend_next_json(cli_env, small, capsys) -> None:
+    user = pick_user(small)
+    argv = ["recommend", "--user", str(user), "--next", "-k", "4", "--min-ratings", "1"]
+    assert run(*argv, "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert set(answer) == {"user", "model", "latest", "results"}
+    assert answer["user"] == user and answer["model"] == "sequence"
+    movie, title = latest_of(small, user)
+    assert answer["latest"] == {"movie_id": movie, "title": title}
+    results = answer["results"]
+    assert [r["rank"] for r in results] == [1, 2, 3, 4]
+    titles = small.movies.set_index("movie_id")["title"]
+    for r in results:
+        assert set(r) == {"rank", "movie_id", "title", "probability"}
+        assert isinstance(r["movie_id"], int) and isinstance(r["probability"], float)
+        assert r["movie_id"] not in rated_by(small, user)
+        assert r["title"] == titles[r["movie_id"]]
+        assert 0 <= r["probability"] <= 1 and r["probability"] == round(r["probability"], 4)
+
+
+def test_recommend_next_for_an_unknown_user_fails_before_training(cli_env, capsys) -> None:
+    assert run("recommend", "--user", "999", "--next") == 1
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert last.startswith("mfkit: error: unknown user id(s): 999")
+    assert "known user ids run from 1 to 30" in last and "Traceback" not in err
+    assert not cli_env.exists()
+
+
+def test_recommend_next_for_a_user_without_ratings(cli_env, small, capsys) -> None:
+    (user,) = set(small.users["user_id"]) - set(small.ratings["user_id"])
+    assert run("recommend", "--user", str(user), "--next") == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"mfkit: error: user {user} has no ratings in fake: the sequence model needs a "
+        "history; try `mfkit recommend --user` without --next\n"
+    )
+    assert not cli_env.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--user", "3", "--next", "--age", "24"], "--next cannot be combined with --age"),
+        (
+            ["--next", "--age", "24", "--gender", "M"],
+            "--next cannot be combined with --age, --gender",
+        ),
+        (["--user", "3", "--next", "--zip", "10003"], "--next cannot be combined with --zip"),
+        (["--next"], "--next needs --user ID"),
+        (["--user", "3", "--next", "-k", "0"], "-k must be at least 1, got 0"),
+        (["--user", "3", "--next", "--min-ratings", "-1"], "--min-ratings must be at least 0"),
+    ],
+)
+def test_next_usage_errors_exit_2_before_any_training(cli_env, capsys, argv, message) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("recommend", *argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and message in err and "Traceback" not in err
+    assert not cli_env.exists()

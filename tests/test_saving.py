@@ -10,8 +10,16 @@ import torch
 
 from mfkit.data import synthetic_movielens
 from mfkit.features import Indexer, SideFeatures
-from mfkit.models import DemographicsModel, HybridModel, MatrixFactorization, SoftmaxModel
+from mfkit.models import (
+    DemographicsModel,
+    GRU4Rec,
+    HybridModel,
+    MatrixFactorization,
+    SASRec,
+    SoftmaxModel,
+)
 from mfkit.saving import MODELS, ModelFileError, SavedModel, load_model, save_model
+from mfkit.sequences import histories
 
 N_USERS, N_MOVIES = 30, 40
 
@@ -66,26 +74,37 @@ def demographics(side: SideFeatures) -> DemographicsModel:
     return DemographicsModel(side, dim=3, movie_dim=2, hidden=(6,), dropout=0.3)
 
 
+def sasrec(side: SideFeatures) -> SASRec:
+    return SASRec(N_MOVIES, dim=4, maxlen=5, blocks=2, heads=2, dropout=0.3, seed=0)
+
+
+def gru4rec(side: SideFeatures) -> GRU4Rec:
+    return GRU4Rec(N_MOVIES, dim=4, dropout=0.3, seed=0)
+
+
 BUILDERS = {
     "mf": mf,
     "softmax": softmax,
     "tied_softmax": tied_softmax,
     "hybrid": hybrid,
     "demographics": demographics,
+    "sasrec": sasrec,
+    "gru4rec": gru4rec,
 }
 
 
-def scores(model: torch.nn.Module, bags: torch.Tensor) -> torch.Tensor:
+def scores(model: torch.nn.Module, ds, indexer: Indexer) -> torch.Tensor:
     with torch.no_grad():
         if isinstance(model, SoftmaxModel):
-            return model(bags)
+            return model(indexer.bags(ds.ratings))
+        if isinstance(model, SASRec | GRU4Rec):
+            return model.score_next(histories(ds.ratings, indexer, maxlen=5))
         return model.score_all(torch.arange(N_USERS))
 
 
 @pytest.mark.parametrize("kind", BUILDERS)
 def test_round_trip_gives_identical_scores(ds, indexer, side, tmp_path: Path, kind: str) -> None:
     model = scramble(BUILDERS[kind](side))
-    bags = indexer.bags(ds.ratings)
     path = save_model(model, tmp_path / "deep" / "folder" / "model.pt", indexer, split="u1", n=3)
     assert path == tmp_path / "deep" / "folder" / "model.pt" and path.is_file()
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no .partial left
@@ -95,7 +114,9 @@ def test_round_trip_gives_identical_scores(ds, indexer, side, tmp_path: Path, ki
     loaded = saved.model
     assert type(loaded) is type(model) and not loaded.training
     assert loaded.config == model.config
-    torch.testing.assert_close(scores(loaded, bags), scores(model, bags), rtol=0, atol=0)
+    torch.testing.assert_close(
+        scores(loaded, ds, indexer), scores(model, ds, indexer), rtol=0, atol=0
+    )
     assert saved.meta == {"split": "u1", "n": 3}
     assert saved.indexer.users.ids.equals(indexer.users.ids)
     assert saved.indexer.movies.ids.equals(indexer.movies.ids)
@@ -138,8 +159,10 @@ def test_only_mfkit_models_can_be_saved(indexer, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
     assert sorted(MODELS) == [
         "DemographicsModel",
+        "GRU4Rec",
         "HybridModel",
         "MatrixFactorization",
+        "SASRec",
         "SoftmaxModel",
     ]
 
