@@ -97,14 +97,19 @@ def _to(data: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tenso
 
 
 def _batches(data: tuple, batch_size: int | None, generator: torch.Generator | None):
-    """Shuffled mini-batches of ``data``, or all of it at once when ``batch_size`` is None."""
+    """Shuffled mini-batches of ``data``, or all of it at once when ``batch_size`` is None.
+
+    Rows are gathered with ``index_select``: the same rows as ``t[rows]``, about twice
+    as fast on CPU for the large random gathers of a big dataset.
+    """
     if batch_size is None:
         yield data
         return
     n = len(data[0])
     order = torch.randperm(n, generator=generator).to(data[0].device)
     for first in range(0, n, batch_size):
-        yield tuple(t[order[first : first + batch_size]] for t in data)
+        rows = order[first : first + batch_size]
+        yield tuple(t.index_select(0, rows) for t in data)
 
 
 @torch.no_grad()

@@ -213,3 +213,35 @@ def test_repeated_pairs_accumulate_gradients() -> None:
     expected = 2 * model.V[2].detach() + model.V[4].detach()
     torch.testing.assert_close(model.user_factors.weight.grad[1], expected)
     torch.testing.assert_close(model.movie_factors.weight.grad[2], 2 * model.U[1].detach())
+
+
+@pytest.mark.parametrize("dim", [0, 1, 5, 32, 100])
+def test_blockwise_pair_dot_equals_the_plain_gathered_product(dim: int, monkeypatch) -> None:
+    """The forward and gradients of the blocked dot product are bit for bit the plain one's."""
+    from mfkit.models import factorization
+
+    monkeypatch.setattr(factorization, "_BLOCK", 200)  # many blocks, a short last one
+    g = torch.Generator().manual_seed(dim)
+    U, V = torch.randn(40, dim, generator=g), torch.randn(30, dim, generator=g)  # noqa: N806
+    users = torch.randint(40, (1_001,), generator=g)
+    movies = torch.randint(30, (1_001,), generator=g)
+    weights = torch.randn(1_001, generator=g)
+    results = []
+    for dot in (
+        lambda a, b: (a[users] * b[movies]).sum(-1),
+        lambda a, b: factorization._pair_dot(a, b, users, movies),
+    ):
+        a, b = U.clone().requires_grad_(), V.clone().requires_grad_()
+        out = dot(a, b)
+        (out * weights).sum().backward()
+        results.append((out.detach(), a.grad, b.grad))
+    for plain, blocked in zip(*results, strict=True):
+        assert torch.equal(plain, blocked)
+
+
+def test_blockwise_pair_dot_leaves_frozen_tables_without_gradient() -> None:
+    model = MatrixFactorization(N_USERS, N_MOVIES, DIM, seed=0)
+    model.user_factors.weight.requires_grad_(False)
+    model(torch.tensor([1, 1, 3]), torch.tensor([2, 2, 4])).sum().backward()
+    assert model.user_factors.weight.grad is None
+    torch.testing.assert_close(model.movie_factors.weight.grad[2], 2 * model.U[1])

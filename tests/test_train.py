@@ -413,3 +413,36 @@ def test_rating_rmse_accepts_integer_ratings(data) -> None:
     assert isinstance(value, float)
     expected = rmse(whole.numpy(), model.predict(users, movies).numpy())
     assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_fit_takes_the_steps_of_a_plain_hand_written_loop(data, monkeypatch) -> None:
+    """Same weights and losses as shuffled mini-batches of the plain gathered model."""
+    from mfkit.models import factorization
+
+    monkeypatch.setattr(factorization, "_BLOCK", 16)  # the model's dot product in many blocks
+    model = new_model(bias=True, global_mean=0.5)
+    hand = copy.deepcopy(model)
+    history = fit(model, data, observed_mse, epochs=2, batch_size=300, lr=0.05, progress=False)
+
+    def plain(users, movies):
+        U, V = hand.user_factors.weight, hand.movie_factors.weight  # noqa: N806
+        pred = (U.index_select(0, users) * V.index_select(0, movies)).sum(-1)
+        pred = pred + hand.global_mean
+        pred = pred + hand.user_bias.weight.index_select(0, users).squeeze(-1)
+        return pred + hand.movie_bias.weight.index_select(0, movies).squeeze(-1)
+
+    opt = torch.optim.Adam(hand.parameters(), lr=0.05)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(2):
+        order, total = torch.randperm(len(data[0]), generator=generator), 0.0
+        for first in range(0, len(order), 300):
+            users, movies, ratings = (t[order[first : first + 300]] for t in data)
+            loss = torch.nn.functional.mse_loss(plain(users, movies), ratings)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(users)
+        losses.append(total / len(order))
+    assert same_weights(model, hand)
+    assert history.train_loss == pytest.approx(losses, rel=1e-6)
