@@ -28,6 +28,9 @@ sampled negative for the same user.
 Introduced in chapter 9 (sequences): :func:`next_item_ce`, the full softmax
 cross-entropy of each next movie of a history, and :func:`next_item_bce`, SASRec's
 binary cross-entropy of each next movie against one sampled movie.
+
+Introduced in chapter 11 (retrieval): :func:`in_batch_softmax` with the logQ correction of
+:func:`batch_log_q`, and :func:`two_tower_loss`, the same loss of a two-tower model.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ import torch.nn.functional as F  # noqa: N812
 
 __all__ = [
     "batch_l2",
+    "batch_log_q",
     "bpr_loss",
     "gravity",
     "hinge_loss",
     "implicit_bce",
+    "in_batch_softmax",
     "l2_regularizer",
     "mse_sparse",
     "mse_dense",
@@ -50,6 +55,7 @@ __all__ = [
     "observed_mse",
     "regularized_mse",
     "softmax_loss",
+    "two_tower_loss",
 ]
 
 
@@ -350,3 +356,128 @@ def next_item_bce(
     negative = (hidden * table[negatives[real]]).sum(-1)
     labels = torch.cat([torch.ones_like(positive), torch.zeros_like(negative)])
     return F.binary_cross_entropy_with_logits(torch.cat([positive, negative]), labels)
+
+
+def in_batch_softmax(
+    user_vecs: torch.Tensor,
+    movie_vecs: torch.Tensor,
+    *,
+    log_q: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    movies: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """In-batch softmax: each user's own movie against the other movies of the batch.
+
+    Row ``i`` of ``user_vecs`` and of ``movie_vecs`` is one training pair. The logits
+    are the ``B x B`` matrix ``U V^T / temperature``: in row ``i`` column ``i`` is the
+    positive and the other columns, the other pairs' movies, are the negatives, so
+    no negatives are sampled. Popular movies appear in more batches and so are
+    pushed down more often than a full softmax would; with ``log_q``, the log of
+    the probability that each column's movie is drawn into a batch
+    (:func:`batch_log_q`), column ``j`` is shifted by ``-log_q[j]`` before the
+    softmax: the *logQ correction* of Yi et al. (2019). Returns the mean
+    cross-entropy with targets ``0..B-1``.
+
+    A movie that is in the batch twice is, as it stands, a negative of its own
+    other pair. Given the batch's movie rows ``movies``, such *accidental hits* are
+    masked out of the softmax instead.
+
+    Examples
+    --------
+    >>> U = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> in_batch_softmax(U, U)  # log(1 + e^-1)
+    tensor(0.3133)
+    >>> in_batch_softmax(U, U, log_q=torch.log(torch.tensor([0.5, 0.5])))  # a constant shift
+    tensor(0.3133)
+    """
+    if user_vecs.ndim != 2 or user_vecs.shape != movie_vecs.shape:
+        raise ValueError(
+            "user_vecs and movie_vecs must both be (B, dim), one row per pair, got shapes "
+            f"{tuple(user_vecs.shape)} and {tuple(movie_vecs.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    logits = user_vecs @ movie_vecs.T / temperature
+    if log_q is not None:
+        if log_q.shape != (len(movie_vecs),):
+            raise ValueError(
+                f"log_q must have one entry per batch movie, shape ({len(movie_vecs)},), "
+                f"got {tuple(log_q.shape)}"
+            )
+        logits = logits - log_q.to(logits.dtype)
+    if movies is not None:
+        if movies.shape != (len(movie_vecs),):
+            raise ValueError(
+                f"movies must have one row per pair, shape ({len(movie_vecs)},), "
+                f"got {tuple(movies.shape)}"
+            )
+        same = movies[:, None] == movies[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same.to(logits.device), float("-inf"))
+    targets = torch.arange(len(logits), device=logits.device)
+    return F.cross_entropy(logits, targets)
+
+
+def batch_log_q(movies: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Log of each batch movie's probability of being drawn: ``log(counts[j] / counts.sum())``.
+
+    ``counts`` holds every movie's number of training pairs (e.g.
+    ``torch.bincount(movie_rows, minlength=n_movies)``): when batches are drawn
+    uniformly from the pairs, a batch entry is movie ``j`` with that probability.
+
+    Examples
+    --------
+    >>> batch_log_q(torch.tensor([0, 2]), torch.tensor([1, 0, 3])).exp()
+    tensor([0.2500, 0.7500])
+    """
+    counts = counts.to(torch.float64)
+    chosen = counts[movies]
+    if (chosen <= 0).any():
+        raise ValueError(
+            "every batch movie needs a positive count; count the pairs the batches are drawn from"
+        )
+    return (chosen / counts.sum()).log().float()
+
+
+def two_tower_loss(
+    model: torch.nn.Module,
+    users: torch.Tensor,
+    movies: torch.Tensor,
+    *,
+    bags: torch.Tensor,
+    counts: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    mask_duplicates: bool = False,
+) -> torch.Tensor:
+    """:func:`in_batch_softmax` of a :class:`~mfkit.models.TwoTower` on (user, movie) pairs.
+
+    Each user's bag (row of ``bags``) enters the user tower without the pair's movie,
+    so the model cannot just copy its input (as in :func:`softmax_loss`). With
+    ``counts`` (each movie's number of training pairs), the logQ correction is
+    applied; with ``mask_duplicates``, a movie that is in the batch twice is not a
+    negative of its own other pair. Pass it to ``fit`` as
+    ``functools.partial(two_tower_loss, bags=bags)``.
+
+    Examples
+    --------
+    >>> from mfkit.data import synthetic_movielens
+    >>> from mfkit.features import Indexer, SideFeatures
+    >>> from mfkit.models import TwoTower
+    >>> ds = synthetic_movielens(10, 12, 40, seed=0)
+    >>> model = TwoTower(SideFeatures.from_movielens(ds), dim=4, hidden=(8,), seed=0)
+    >>> users, movies, _ = Indexer.from_movielens(ds).tensors(ds.ratings)
+    >>> bags = Indexer.from_movielens(ds).bags(ds.ratings)
+    >>> bool(two_tower_loss(model, users[:8], movies[:8], bags=bags) > 0)
+    True
+    """
+    inputs = bags[users]  # advanced indexing copies
+    inputs[torch.arange(len(users)), movies] = 0.0
+    user_vecs, movie_vecs = model(users, inputs, movies)
+    log_q = None if counts is None else batch_log_q(movies, counts).to(user_vecs.device)
+    return in_batch_softmax(
+        user_vecs,
+        movie_vecs,
+        log_q=log_q,
+        temperature=temperature,
+        movies=movies if mask_duplicates else None,
+    )

@@ -13,6 +13,7 @@ module                                 chapter  models
 :mod:`mfkit.models.implicit`           7        :class:`ImplicitMLP`, :func:`drop_ids`
 :mod:`mfkit.models.ranking`            8        :class:`NeuMF`, :class:`EASE`, :func:`ease_weights`
 :mod:`mfkit.models.sequential`         9        :class:`GRU4Rec`, :class:`SASRec`
+:mod:`mfkit.models.two_tower`          11       :class:`TwoTower`
 =====================================  =======  =============================================
 
 Import them from here: ``from mfkit.models import MatrixFactorization``. Every model
@@ -26,6 +27,7 @@ from mfkit.models.implicit import ImplicitMLP, drop_ids
 from mfkit.models.ranking import EASE, NeuMF, ease_weights
 from mfkit.models.sequential import GRU4Rec, SASRec
 from mfkit.models.softmax import SoftmaxModel
+from mfkit.models.two_tower import TwoTower
 
 __all__ = [
     "EASE",
@@ -37,6 +39,7 @@ __all__ = [
     "NeuMF",
     "SASRec",
     "SoftmaxModel",
+    "TwoTower",
     "drop_ids",
     "ease_weights",
 ]
