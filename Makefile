@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book check-book check-robust test venv lab data lint format unit notebooks clean bench-scale bench-speed bench-accuracy bench-ranking
+.PHONY: book check-book check-robust test venv lab data lint format unit notebooks clean bench-scale bench-speed bench-accuracy bench-ranking bench-retrieval
 
 CHAPTERS := $(wildcard notebooks/[0-9]*.md)
 # Where the book build (MyST-NB, execute_notebooks: cache) keeps executed chapters.
@@ -93,6 +93,9 @@ bench-accuracy: data      ## RMSE/MAE of mfkit's rating models and Surprise's on
 
 bench-ranking: data       ## HR@10/NDCG@10 of every ranking model, full and sampled, on chapter 8's leave-one-out split
 	$(BIN)/python benchmarks/ranking.py
+
+bench-retrieval: $(STAMP) ## recall@10 and queries/s of faiss's IVF and HNSW against exact torch top-k, 100K and 1M synthetic items
+	$(BIN)/python benchmarks/retrieval.py
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
