@@ -5,9 +5,13 @@ Modules, one job each: :mod:`mfkit.data` (MovieLens and synthetic data),
 features), :mod:`mfkit.models` (the recommendation models), :mod:`mfkit.losses`,
 :mod:`mfkit.train` (one training loop), :mod:`mfkit.metrics` (rating and ranking
 metrics), :mod:`mfkit.evaluation` (ranking evaluation), :mod:`mfkit.retrieval`
-(recommendations), :mod:`mfkit.embeddings` and :mod:`mfkit.plots` (inspecting
-models), :mod:`mfkit.measure` (time and memory), :mod:`mfkit.saving` (saved
-models) and :mod:`mfkit.cli` (the ``mfkit`` command).
+(recommendations), :mod:`mfkit.sampling` (implicit feedback, negatives),
+:mod:`mfkit.sequences` (histories in time order), :mod:`mfkit.ann` (nearest-neighbour
+indexes), :mod:`mfkit.sparse` and :mod:`mfkit.als` (sparse data, ALS),
+:mod:`mfkit.distributed` (data-parallel training), :mod:`mfkit.embeddings` and
+:mod:`mfkit.plots` (inspecting models), :mod:`mfkit.measure` (time and memory),
+:mod:`mfkit.claims` (the checks behind the prose), :mod:`mfkit.saving` (saved models)
+and :mod:`mfkit.cli` (the ``mfkit`` command).
 """
 
 __version__ = "0.1.0"
