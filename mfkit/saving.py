@@ -1,8 +1,9 @@
 """Save a trained model with everything needed to use it again; load it back safely.
 
 Introduced in chapter 6, for the ``mfkit`` command line; chapter 9's sequence
-models (:class:`~mfkit.models.GRU4Rec`, :class:`~mfkit.models.SASRec`) save and
-load the same way (``recommend --next``). A saved model is one
+models (:class:`~mfkit.models.GRU4Rec`, :class:`~mfkit.models.SASRec`) and chapter
+11's :class:`~mfkit.models.TwoTower` save and load the same way (``recommend
+--next``, ``similar``). A saved model is one
 file holding the model's class and ``config``, its weights, the ids of the users
 and movies its rows stand for (with titles), the encoded side features of the
 feature models, and free-form ``meta`` (what it was trained on, its scores).
@@ -45,6 +46,7 @@ from mfkit.models import (
     MatrixFactorization,
     SASRec,
     SoftmaxModel,
+    TwoTower,
 )
 
 __all__ = ["MODELS", "ModelFileError", "SavedModel", "load_model", "save_model"]
@@ -55,7 +57,15 @@ VERSION = 1
 #: The model classes that can be saved, by name.
 MODELS: dict[str, type[nn.Module]] = {
     cls.__name__: cls
-    for cls in (MatrixFactorization, SoftmaxModel, HybridModel, DemographicsModel, GRU4Rec, SASRec)
+    for cls in (
+        MatrixFactorization,
+        SoftmaxModel,
+        HybridModel,
+        DemographicsModel,
+        GRU4Rec,
+        SASRec,
+        TwoTower,
+    )
 }
 
 

@@ -75,6 +75,11 @@ TINY_RECIPES = {
         "model": {"dim": 8, "maxlen": 6, "blocks": 1, "heads": 2, "dropout": 0.1},
         "fit": {"lr": 1e-2, "batch_size": 16, "epochs": 2},
     },
+    "two-tower": {
+        "model": {"dim": 4, "hidden": (8,), "normalize": True},
+        "loss": {"temperature": 0.1, "mask_duplicates": True},
+        "fit": {"lr": 1e-2, "batch_size": 64, "epochs": 2},
+    },
 }
 MIN_RATINGS = 8  # of the 40 movies of `small`, those with 8+ of its 300 ratings
 
@@ -445,12 +450,13 @@ def test_train_sequence_and_all(cli_env, small, capsys) -> None:
     assert run("train", "--model", "all") == 0
     out = capsys.readouterr().out
     assert [line.split(":")[0] for line in out.splitlines()] == list(cli.KINDS)
-    assert "sequence: 2 epochs" in out  # the recipe's epochs
+    assert "sequence: 2 epochs" in out and "two-tower: 2 epochs" in out  # the recipes' epochs
     assert sorted(p.name for p in (cli_env / "models").iterdir()) == [
         "demographics-fake-all.pt",
         "hybrid-fake-all.pt",
         "sequence-fake-all.pt",
         "sequence-fake-u1.pt",
+        "two-tower-fake-all.pt",
     ]
 
 
@@ -544,4 +550,178 @@ def test_next_usage_errors_exit_2_before_any_training(cli_env, capsys, argv, mes
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "error: " in err and message in err and "Traceback" not in err
+    assert not cli_env.exists()
+
+
+# ------------------------------------------------------- chapter 11: mfkit similar
+
+
+@pytest.fixture
+def needs_faiss() -> None:
+    pytest.importorskip("faiss")
+
+
+def two_tower_path() -> Path:
+    return cli.model_path("two-tower", "fake", "all")
+
+
+def most_rated(small) -> int:
+    return int(small.ratings["movie_id"].value_counts().index[0])
+
+
+def cosines_to(movie: int) -> dict[int, float]:
+    """Exact cosines of every movie's vector (by the saved two-tower model) with ``movie``'s."""
+    saved = load_model(two_tower_path())
+    with torch.no_grad():
+        vectors = torch.nn.functional.normalize(saved.model.movie_vectors(), dim=1)
+    cosines = vectors @ vectors[int(saved.indexer.movies.index(movie)[0])]
+    ids = saved.indexer.movies.ids_of(np.arange(saved.indexer.n_movies)).tolist()
+    return dict(zip(ids, cosines.tolist(), strict=True))
+
+
+def assert_nearest(ids: list[int], movie: int, allowed: set[int], k: int) -> list[float]:
+    """``ids`` are the ``k`` allowed movies nearest to ``movie``, nearest first, as an exact
+    search finds them (HNSW is exact on 40 movies; float32 near-ties may swap); returns
+    their cosines."""
+    cosines = cosines_to(movie)
+    assert len(ids) == len(set(ids)) == min(k, len(allowed)) and set(ids) <= allowed
+    found = [cosines[m] for m in ids]
+    assert all(a >= b - 1e-5 for a, b in zip(found, found[1:], strict=False)), found
+    rest = [cosines[m] for m in allowed - set(ids)]
+    assert not rest or min(found) >= max(rest) - 1e-5
+    return found
+
+
+def test_train_two_tower(cli_env, small, capsys) -> None:
+    assert run("train", "--model", "two-tower", "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    saved_to = re.escape(str(two_tower_path()))
+    pattern = rf"^two-tower: 1 epochs, final training loss \d+\.\d{{4}}; saved to {saved_to}$"
+    assert re.match(pattern, out), out
+    saved = load_model(two_tower_path())
+    assert type(saved.model).__name__ == "TwoTower"
+    assert {k: saved.model.config[k] for k in ("dim", "hidden", "normalize")} == {
+        "dim": 4,
+        "hidden": (8,),
+        "normalize": True,
+    }
+    assert saved.meta["kind"] == "two-tower" and saved.meta["epochs"] == 1
+    assert saved.meta["split"] == "all" and saved.meta["variant"] == "fake"
+    assert [p.name for p in (cli_env / "models").iterdir()] == ["two-tower-fake-all.pt"]
+
+
+def test_similar_prints_the_nearest_movies_with_enough_ratings(
+    cli_env, small, capsys, needs_faiss
+) -> None:
+    movie = most_rated(small)
+    argv = ["similar", "--movie", str(movie), "-k", "3", "--min-ratings", str(MIN_RATINGS)]
+    assert run(*argv) == 0
+    captured = capsys.readouterr()
+    assert "No saved two-tower model for fake (all ratings) yet; training one..." in captured.err
+    titles = small.movies.set_index("movie_id")["title"]
+    heading = (
+        f"Top 3 movies most similar to {titles[movie]} (movie {movie}), "
+        "two-tower movie tower, HNSW index:"
+    )
+    lines = captured.out.splitlines()
+    assert lines[0] == heading
+    assert lines[1].split() == ["rank", "movie_id", "title", "similarity"]
+    rows = [re.match(r"^\s*(\d+)\s+(\d+)\s+(.+?)\s+(-?[01]\.\d{3})$", line) for line in lines[2:]]
+    assert len(rows) == 3 and all(rows), lines
+    assert [int(r.group(1)) for r in rows] == [1, 2, 3]
+    ids = [int(r.group(2)) for r in rows]
+    allowed = allowed_movies(small) - {movie}
+    assert movie not in ids and set(ids) <= allowed and len(set(ids)) == 3
+    assert [r.group(3) for r in rows] == [titles[m] for m in ids]
+    similarities = [float(r.group(4)) for r in rows]
+    assert similarities == sorted(similarities, reverse=True)
+    cosines = assert_nearest(ids, movie, allowed, 3)
+    assert similarities == pytest.approx(cosines, abs=6e-4)
+
+    assert run(*argv) == 0  # the saved model is reused
+    again = capsys.readouterr()
+    assert again.err == "" and again.out == captured.out
+
+
+def test_similar_json(cli_env, small, capsys, needs_faiss) -> None:
+    movie = most_rated(small)
+    argv = ["similar", "--movie", str(movie), "-k", "4", "--min-ratings", "1"]
+    assert run(*argv, "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert list(answer) == ["movie", "model", "index", "results"]
+    titles = small.movies.set_index("movie_id")["title"]
+    assert answer["movie"] == {"movie_id": movie, "title": titles[movie]}
+    assert answer["model"] == "two-tower" and answer["index"] == "hnsw"
+    results = answer["results"]
+    assert [r["rank"] for r in results] == [1, 2, 3, 4]
+    for r in results:
+        assert set(r) == {"rank", "movie_id", "title", "similarity"}
+        assert isinstance(r["movie_id"], int) and isinstance(r["similarity"], float)
+        assert r["movie_id"] != movie and r["movie_id"] in allowed_movies(small, 1)
+        assert r["title"] == titles[r["movie_id"]]
+        assert -1 <= r["similarity"] <= 1 and r["similarity"] == round(r["similarity"], 3)
+    similarities = [r["similarity"] for r in results]
+    assert similarities == sorted(similarities, reverse=True)
+
+
+def test_similar_searches_further_until_k_movies_are_allowed(
+    cli_env, small, capsys, needs_faiss
+) -> None:
+    movie = most_rated(small)
+    # Only the 16 movies with 8+ ratings count; the 10 nearest movies overall may not do.
+    argv = ["similar", "--movie", str(movie), "-k", "10", "--min-ratings", str(MIN_RATINGS)]
+    assert run(*argv, "--json") == 0
+    ids = [r["movie_id"] for r in json.loads(capsys.readouterr().out)["results"]]
+    allowed = allowed_movies(small) - {movie}
+    assert_nearest(ids, movie, allowed, 10)
+
+    # More than there are: every other movie, once, nearest first.
+    assert run("similar", "--movie", str(movie), "-k", "100", "--min-ratings", "0", "--json") == 0
+    ids = [r["movie_id"] for r in json.loads(capsys.readouterr().out)["results"]]
+    others = set(small.movies["movie_id"]) - {movie}
+    assert len(others) == 39
+    assert_nearest(ids, movie, others, 100)  # all 39
+
+
+def test_similar_takes_a_piece_of_a_title(cli_env, capsys, needs_faiss) -> None:
+    assert run("similar", "--movie", "synthetic MOVIE 7 (", "-k", "2", "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["movie"]["movie_id"] == 7
+    assert 7 not in [r["movie_id"] for r in answer["results"]]
+
+
+@pytest.mark.parametrize(
+    ("movie", "message"),
+    [
+        ("999", "unknown movie id(s): 999 (1 in all); known movie ids run from 1 to 40"),
+        ("0", "unknown movie id(s): 0 (1 in all); known movie ids run from 1 to 40"),
+        ("no such film", "no movie title contains 'no such film'"),
+        ("synthetic movie 1", "'synthetic movie 1' matches 11 titles: Synthetic Movie 1 (1930)"),
+    ],
+)
+def test_similar_to_an_unknown_movie_fails_before_training(cli_env, capsys, movie, message) -> None:
+    assert run("similar", "--movie", movie) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"mfkit: error: {message}"), captured.err
+    assert len(captured.err.splitlines()) == 1 and captured.out == ""
+    assert not cli_env.exists()  # no model was trained or saved
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--movie", "3", "-k", "0"], "-k must be at least 1, got 0"),
+        (["--movie", "3", "-k", "-5"], "-k must be at least 1, got -5"),
+        (["--movie", "3", "--min-ratings", "-1"], "--min-ratings must be at least 0"),
+        (["--movie", "3", "-k", "two"], "argument -k: invalid int value: 'two'"),
+        (["--movie", " "], "--movie needs a movie id or a piece of a title"),
+        ([], "the following arguments are required: --movie"),
+    ],
+)
+def test_similar_usage_errors_exit_2_before_any_training(cli_env, capsys, argv, message) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("similar", *argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: mfkit similar" in err and message in err and "Traceback" not in err
     assert not cli_env.exists()

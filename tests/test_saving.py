@@ -17,6 +17,7 @@ from mfkit.models import (
     MatrixFactorization,
     SASRec,
     SoftmaxModel,
+    TwoTower,
 )
 from mfkit.saving import MODELS, ModelFileError, SavedModel, load_model, save_model
 from mfkit.sequences import histories
@@ -82,6 +83,12 @@ def gru4rec(side: SideFeatures) -> GRU4Rec:
     return GRU4Rec(N_MOVIES, dim=4, dropout=0.3, seed=0)
 
 
+def two_tower(side: SideFeatures) -> TwoTower:
+    return TwoTower(
+        side, dim=4, hidden=(6,), user_ids=True, id_dropout=0.2, dropout=0.1, normalize=True
+    )
+
+
 BUILDERS = {
     "mf": mf,
     "softmax": softmax,
@@ -90,6 +97,7 @@ BUILDERS = {
     "demographics": demographics,
     "sasrec": sasrec,
     "gru4rec": gru4rec,
+    "two_tower": two_tower,
 }
 
 
@@ -99,6 +107,8 @@ def scores(model: torch.nn.Module, ds, indexer: Indexer) -> torch.Tensor:
             return model(indexer.bags(ds.ratings))
         if isinstance(model, SASRec | GRU4Rec):
             return model.score_next(histories(ds.ratings, indexer, maxlen=5))
+        if isinstance(model, TwoTower):
+            return model.score_all(torch.arange(N_USERS), indexer.bags(ds.ratings))
         return model.score_all(torch.arange(N_USERS))
 
 
@@ -137,6 +147,20 @@ def test_feature_models_keep_their_side_features(ds, indexer, side, tmp_path: Pa
     )
 
 
+def test_two_tower_keeps_its_movie_vectors(indexer, side, tmp_path: Path) -> None:
+    model = scramble(two_tower(side))
+    loaded = load_model(save_model(model, tmp_path / "t.pt", indexer)).model
+    assert loaded.side.sizes == side.sizes
+    with torch.no_grad():
+        for with_ids in (True, False):  # False: the cold-start vectors (reserved id row)
+            torch.testing.assert_close(
+                loaded.movie_vectors(with_ids=with_ids),
+                model.movie_vectors(with_ids=with_ids),
+                rtol=0,
+                atol=0,
+            )
+
+
 def test_tied_embeddings_stay_tied(indexer, side, tmp_path: Path) -> None:
     loaded = load_model(save_model(tied_softmax(side), tmp_path / "s.pt", indexer)).model
     assert loaded.output_embedding is loaded.input_embedding
@@ -164,6 +188,7 @@ def test_only_mfkit_models_can_be_saved(indexer, tmp_path: Path) -> None:
         "MatrixFactorization",
         "SASRec",
         "SoftmaxModel",
+        "TwoTower",
     ]
 
 
