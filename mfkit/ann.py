@@ -50,7 +50,7 @@ __all__ = [
 
 #: The index kinds :func:`build_index` builds.
 KINDS = ("flat", "ivf", "hnsw")
-#: The scores an index ranks by: inner product, or cosine similarity.
+#: The scores an index ranks by (inner product, or cosine similarity).
 METRICS = ("ip", "cosine")
 
 # Scores of one block of exact_top_k hold at most this many floats (256 MB).

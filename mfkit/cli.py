@@ -72,11 +72,12 @@ from mfkit.sequences import histories, next_item_examples
 from mfkit.splits import random_split
 from mfkit.train import fit, rating_rmse
 
-#: How the command line trains its models: the settings chosen in chapter 6 for the
-#: two rating models, chapter 9's SASRec recipe (a fixed number of epochs, no
-#: validation) for the sequence model, and chapter 11's two-tower recipe (also a
-#: fixed number of epochs; in-batch softmax with the logQ correction, whose full-
-#: ranking validation NDCG@10 on chapter 7's split was 0.082 against 0.022 without it).
+#: How the command line trains each kind of model. The rating models use the settings
+#: chosen in chapter 6; the sequence model is chapter 9's SASRec for a fixed number of
+#: epochs (no validation); the two-tower model (for ``similar``) also trains for a fixed
+#: number of epochs, with the in-batch softmax and its logQ correction, settings from a
+#: validation study on chapter 7's split (full-ranking validation NDCG@10 0.082, against
+#: 0.022 without the correction).
 RECIPES: dict[str, dict] = {
     "hybrid": {
         "model": {"dim": 128, "hidden": (128, 64, 32), "dropout": 0.2},
@@ -96,8 +97,8 @@ RECIPES: dict[str, dict] = {
         "fit": {"lr": 3e-3, "batch_size": 1024, "epochs": 7},
     },
 }
-#: The models that predict ratings: ``recommend --user``/``--age ...``, ``evaluate``,
-#: and ``train --model both``.
+#: The models that predict ratings, used by ``recommend --user``/``--age ...``,
+#: ``evaluate`` and ``train --model both``.
 RATING_KINDS = ("hybrid", "demographics")
 #: Every kind of saved model (``train --model all``).
 KINDS = (*RATING_KINDS, "sequence", "two-tower")

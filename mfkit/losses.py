@@ -319,7 +319,7 @@ def next_item_ce(
 
     ``inputs`` and ``targets`` come from :func:`mfkit.sequences.next_item_examples`;
     every step whose target is a movie (not padding) is one example, scored by a
-    sequence model's :meth:`~mfkit.models.sequential.SequenceModel.logits` against
+    sequence model's :meth:`~mfkit.models.SASRec.logits` against
     all ``n_items`` movies (Klenitskiy and Vasilev 2023).
 
     Examples

@@ -217,7 +217,8 @@ def test_repeated_pairs_accumulate_gradients() -> None:
 
 @pytest.mark.parametrize("dim", [0, 1, 5, 32, 100])
 def test_blockwise_pair_dot_equals_the_plain_gathered_product(dim: int, monkeypatch) -> None:
-    """The forward and gradients of the blocked dot product are bit for bit the plain one's."""
+    """The forward and gradients of the blocked dot product are the plain one's (bit for bit
+    on one thread)."""
     from mfkit.models import factorization
 
     monkeypatch.setattr(factorization, "_BLOCK", 200)  # many blocks, a short last one
@@ -236,10 +237,16 @@ def test_blockwise_pair_dot_equals_the_plain_gathered_product(dim: int, monkeypa
         (out * weights).sum().backward()
         results.append((out.detach(), a.grad, b.grad))
     for plain, blocked in zip(*results, strict=True):
-        assert torch.equal(plain, blocked)
+        if torch.get_num_threads() == 1:
+            assert torch.equal(plain, blocked)
+        else:  # several threads may add the rows' gradients in another order
+            torch.testing.assert_close(plain, blocked)
 
 
-def test_blockwise_pair_dot_leaves_frozen_tables_without_gradient() -> None:
+def test_blockwise_pair_dot_leaves_frozen_tables_without_gradient(monkeypatch) -> None:
+    from mfkit.models import factorization
+
+    monkeypatch.setattr(factorization, "_BLOCK", 2)  # three pairs take the blocked path
     model = MatrixFactorization(N_USERS, N_MOVIES, DIM, seed=0)
     model.user_factors.weight.requires_grad_(False)
     model(torch.tensor([1, 1, 3]), torch.tensor([2, 2, 4])).sum().backward()

@@ -25,9 +25,10 @@ _BLOCK = 2**18  # floats per gathered block in _PairDot: 1 MiB, which stays in c
 class _PairDot(torch.autograd.Function):
     """``(U[users] * V[movies]).sum(-1)`` for 1-D indices, a block of pairs at a time.
 
-    The same numbers as the plain expression, forward and backward: each pair's
-    product and sum are computed alike, and the backward adds the rows into the
-    gradients with ``index_add_`` in the same order. What it saves is the
+    The same numbers as the plain expression, forward and backward (bit for bit on
+    one thread; several threads may add a row's gradients in another order): each
+    pair's product and sum are computed alike, and the backward adds the rows into
+    the gradients with ``index_add_``. What it saves is the
     ``(pairs, dim)`` intermediates (two gathered tables, their product, two
     gradients): at 2^18 pairs of dimension 32 each was a fresh 32 MiB allocation,
     which the C allocator maps and page-faults in at every step and which never
@@ -64,10 +65,13 @@ class _PairDot(torch.autograd.Function):
 def _pair_dot(U: torch.Tensor, V: torch.Tensor, users, movies) -> torch.Tensor:  # noqa: N803
     """``<U_i, V_j>`` for each pair; broadcast index grids take the plain gathered product.
 
-    Pairs of the same shape on the CPU go through :class:`_PairDot` (same numbers,
-    no batch-sized intermediates); elsewhere (broadcasting, GPU) the plain expression.
+    Pairs of the same shape on the CPU that fill more than one block go through
+    :class:`_PairDot` (same numbers, no batch-sized intermediates); small batches,
+    where its Python loop would cost more than it saves, and broadcasting or the GPU
+    take the plain expression.
     """
-    if users.shape == movies.shape and U.device.type == "cpu":
+    blocks = users.numel() * U.shape[1] > _BLOCK
+    if users.shape == movies.shape and U.device.type == "cpu" and blocks:
         return _PairDot.apply(U, V, users.reshape(-1), movies.reshape(-1)).reshape(users.shape)
     return (_rows(U, users) * _rows(V, movies)).sum(dim=-1)
 

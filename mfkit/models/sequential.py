@@ -4,7 +4,7 @@ Built in chapter 9 (sequence-aware recommendation). Both read a history from
 :func:`mfkit.sequences.histories` (movie rows, oldest first, right-padded with the
 row ``n_items``) and return one hidden state per position; the state at step
 ``t`` scores every movie as the one at ``t + 1`` by a dot product with the movie
-embeddings (:meth:`~mfkit.models.sequential.SequenceModel.logits`).
+embeddings (:meth:`~mfkit.models.SASRec.logits`).
 Position ``t`` never sees a later position, so training on every step of a
 history at once is honest, and right padding never changes a real position's
 state.
