@@ -36,7 +36,7 @@ Rows, with the settings of the chapter that teaches each model:
   latest 50 movies, dropout 0.2) trained with the full softmax
   (:func:`mfkit.losses.next_item_ce`), and SASRec with one sampled negative
   (:func:`mfkit.losses.next_item_bce`), Adam at 0.01, batches of 128 histories;
-  and the chapter's blend: the four best of these (and EASE) on validation,
+  and the chapter's blend: EASE and the three best of these on validation,
   scores standardized per user and added with weights in {0, 1/2, 1} chosen on
   validation;
 * the named peers, the ``implicit`` library's ALS and BPR with chapter 8's
@@ -301,7 +301,8 @@ def sequence_models(split: Split, t: Trainer, ease: EASE, add) -> list[str]:
         return sum(w * standardized(scores[m][which]) for w, m in zip(weights, names, strict=True))
 
     valid_ndcg = {m: split.full_ranking(lambda rows, m=m: scores[m][0][rows])[1] for m in scores}
-    parts = sorted(valid_ndcg, key=valid_ndcg.get, reverse=True)[:4]
+    order_aware = sorted(valid_ndcg.keys() - {"EASE"}, key=valid_ndcg.get, reverse=True)
+    parts = ["EASE", *order_aware[:3]]
     grid = [w for w in itertools.product((0, 0.5, 1), repeat=len(parts)) if any(w)]
     weights = best(grid, lambda w: blend(parts, w, 0))
     took = sum(seconds[m] for m, w in zip(parts, weights, strict=True) if w)
