@@ -1,6 +1,6 @@
 """Nearest-neighbour search over embeddings: exact in torch, approximate with faiss.
 
-Introduced in chapter 11 (retrieval at scale). Recommending from a two-tower or
+For chapter 11 (retrieval at scale, being written). Recommending from a two-tower or
 factorization model means finding, for a query embedding ``q``, the ``k`` items
 ``v_j`` with the highest score ``<q, v_j>`` (or cosine). :func:`exact_top_k` does
 it exactly, a block of queries at a time (a matrix product and ``torch.topk``):

@@ -3,15 +3,15 @@
 Chapter 1 adds ``mfkit data``; chapter 6 adds recommendations from the feature
 models: ``recommend``, ``evaluate``, ``train`` and the interactive ``menu``;
 chapter 9 adds ``recommend --next``, the movies to watch next by a sequence model;
-chapter 11 adds ``similar``, the movies nearest to a movie by a two-tower model's
-movie tower, found through an approximate nearest-neighbour (HNSW) index.
+``similar`` (for chapter 11, being written) gives the movies nearest to a movie by a
+two-tower model's movie tower, found through an approximate nearest-neighbour (HNSW) index.
 
 Four models serve the commands: the *hybrid* model (user and movie ids plus side
 features) for users who are in the data, the *demographics* model for a new
 user known only by age, gender, occupation and zip code, the *sequence*
 model (chapter 9's SASRec, trained on every rating as an interaction, in time
 order) for what an existing user will watch next after their latest movies, and
-the *two-tower* model (chapter 11's, trained on every rating as an interaction
+the *two-tower* model (:class:`~mfkit.models.TwoTower`, trained on every rating as an interaction
 with the in-batch softmax and the logQ correction) whose movie vectors ``similar``
 searches. Each is trained once, saved under ``$MFKIT_CACHE_DIR/models`` (default:
 the OS cache folder) and loaded by later commands; a command that needs a model
@@ -169,13 +169,18 @@ def train_model(
         progress=progress,
         **settings,
     )
+    scores = {"best_epoch": history.best_epoch, "valid_rmse": min(history.valid_metric)}
+    return _save_trained(kind, model, history, ml, split, indexer, **scores)
+
+
+def _save_trained(kind, model, history, ml, split, indexer, **scores) -> tuple[Path, dict]:
+    """Save a trained ``kind`` model where :func:`get_model` looks; return its path and meta."""
     meta = {
         "kind": kind,
         "variant": ml.name,
         "split": split,
         "epochs": history.epochs,
-        "best_epoch": history.best_epoch,
-        "valid_rmse": min(history.valid_metric),
+        **scores,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return save_model(model, model_path(kind, ml.name, split), indexer, **meta), meta
@@ -218,15 +223,8 @@ def train_sequence_model(
         progress=progress,
         **settings,
     )
-    meta = {
-        "kind": "sequence",
-        "variant": ml.name,
-        "split": split,
-        "epochs": history.epochs,
-        "train_loss": history.train_loss[-1],
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    return save_model(model, model_path("sequence", ml.name, split), indexer, **meta), meta
+    final = {"train_loss": history.train_loss[-1]}
+    return _save_trained("sequence", model, history, ml, split, indexer, **final)
 
 
 def train_two_tower_model(
@@ -237,7 +235,7 @@ def train_two_tower_model(
     progress: bool = True,
     seed: int = 0,
 ) -> tuple[Path, dict]:
-    """Train chapter 11's two-tower model on ``split`` of ``ml``; save it as ``two-tower``.
+    """Train the two-tower model (:class:`~mfkit.models.TwoTower`) on ``split`` of ``ml``.
 
     Every rating is an interaction (:func:`mfkit.sampling.implicit`); each
     (user, movie) pair is a positive of the in-batch softmax
@@ -260,15 +258,8 @@ def train_two_tower_model(
     model = TwoTower(_side_features(ml, ratings), seed=seed, **recipe["model"])
     settings = {**recipe["fit"], **({"epochs": epochs} if epochs else {})}
     history = fit(model, (users, movies), loss, seed=seed, progress=progress, **settings)
-    meta = {
-        "kind": "two-tower",
-        "variant": ml.name,
-        "split": split,
-        "epochs": history.epochs,
-        "train_loss": history.train_loss[-1],
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    return save_model(model, model_path("two-tower", ml.name, split), indexer, **meta), meta
+    final = {"train_loss": history.train_loss[-1]}
+    return _save_trained("two-tower", model, history, ml, split, indexer, **final)
 
 
 def _note(message: str) -> None:

@@ -1,6 +1,6 @@
 """Data-parallel training: matrix factorization on several processes with DDP.
 
-Introduced in chapter 11. Every process (*rank*) holds a full copy of a
+For chapter 11 (retrieval at scale, being written). Every process (*rank*) holds a full copy of a
 :class:`~mfkit.models.MatrixFactorization` wrapped in
 :class:`torch.nn.parallel.DistributedDataParallel`, on the ``gloo`` backend (CPU). In
 each epoch every rank draws the same seeded permutation of the ratings and cuts it

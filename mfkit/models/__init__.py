@@ -1,8 +1,12 @@
 """Recommendation models, as plain ``torch.nn.Module`` s, one module per family.
 
-Every model scores ``(user row, movie row)`` pairs with ``forward`` and all movies
-for some users with ``score_all``, so the training loop (:mod:`mfkit.train`) and
-retrieval (:mod:`mfkit.retrieval`) work with any of them.
+The models of chapters 2-8 score ``(user row, movie row)`` pairs with ``forward``
+and all movies for some users with ``score_all``, so the training loop
+(:mod:`mfkit.train`) and retrieval (:mod:`mfkit.retrieval`) work with any of them.
+Three read something richer than a user row: the softmax model a bag of movies,
+the sequence models a history in time order (``score_next``), and the two-tower
+model a bag and the user's features (its ``forward`` returns the two towers'
+vectors).
 
 =====================================  =======  =============================================
 module                                 chapter  models
@@ -16,7 +20,7 @@ module                                 chapter  models
 :mod:`mfkit.models.two_tower`          11       :class:`TwoTower`
 =====================================  =======  =============================================
 
-Import them from here: ``from mfkit.models import MatrixFactorization``. Every model
+(Chapter 11, retrieval at scale, is being written.) Import them from here: ``from mfkit.models import MatrixFactorization``. Every model
 keeps the arguments it needs to be rebuilt in ``config``, which :mod:`mfkit.saving`
 stores next to its weights.
 """

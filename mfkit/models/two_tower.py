@@ -1,12 +1,12 @@
 """The two-tower retrieval model: a user tower and a movie tower that meet in a dot product.
 
-Built in chapter 11. The score of user ``i`` for movie ``j`` is ``<q_i, v_j>``, where
-the *user tower* maps what we know about the user (the bag of movies they rated, as
-in chapter 5, and their demographics, as in chapter 6) to ``q_i``, and the *movie
-tower* maps what we know about the movie (its id, genres and release year) to
-``v_j``. The towers never look at each other, so every movie vector can be computed
-once and searched with a nearest-neighbour index; training uses the other movies of a
-batch as negatives (:func:`mfkit.losses.in_batch_softmax`).
+For chapter 11 (retrieval at scale, being written). The score of user ``i`` for movie
+``j`` is ``<q_i, v_j>``, where the *user tower* maps what we know about the user (the
+bag of movies they rated, as in chapter 5, and their demographics, as in chapter 6) to
+``q_i``, and the *movie tower* maps what we know about the movie (its id, genres and
+release year) to ``v_j``. The towers never look at each other, so every movie vector can
+be computed once and searched with a nearest-neighbour index; training uses the other
+movies of a batch as negatives (:func:`mfkit.losses.in_batch_softmax`).
 """
 
 from __future__ import annotations
