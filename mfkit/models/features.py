@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 from mfkit.features import SideFeatures
-from mfkit.models._layers import check_mlp_args, mlp, one_hot
+from mfkit.models._layers import SideFeatureModel, check_mlp_args, mlp, one_hot
 
 __all__ = ["DemographicsModel", "HybridModel"]
 
 
-class _FeatureModel(nn.Module):
+class _FeatureModel(SideFeatureModel):
     """Plumbing shared by the feature models: side features as buffers, scoring by rows.
 
     The encoded features of every user and movie (:class:`mfkit.features.SideFeatures`)
@@ -34,27 +34,8 @@ class _FeatureModel(nn.Module):
             raise ValueError(
                 f"rating_range must be (low, high) with low < high, got {rating_range}"
             )
-        self.side = side
+        self._store_side(side)
         self.rating_range = (float(low), float(high))
-        self._user_keys, self._movie_keys = tuple(side.users), tuple(side.movies)
-        for key, table in side.users.items():
-            self.register_buffer(f"user_{key}", table.clone(), persistent=False)
-        for key, table in side.movies.items():
-            self.register_buffer(f"movie_{key}", table.clone(), persistent=False)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.side.users["age"])
-
-    @property
-    def n_movies(self) -> int:
-        return len(self.side.movies["year"])
-
-    def _users(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {key: getattr(self, f"user_{key}")[rows] for key in self._user_keys}
-
-    def _movies(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {key: getattr(self, f"movie_{key}")[rows] for key in self._movie_keys}
 
     def _rate(
         self,

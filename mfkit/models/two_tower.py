@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mfkit.features import SideFeatures
-from mfkit.models._layers import check_mlp_args, mlp, one_hot
+from mfkit.models._layers import SideFeatureModel, check_mlp_args, mlp, one_hot
 
 __all__ = ["TwoTower"]
 
@@ -25,7 +25,7 @@ __all__ = ["TwoTower"]
 _USER_CODES = ("gender", "occupation", "age_group", "zip")
 
 
-class TwoTower(nn.Module):
+class TwoTower(SideFeatureModel):
     """Two towers, one for users and one for movies, scored by a dot product.
 
     User tower: the mean of a movie-embedding table over the user's bag of rated
@@ -105,13 +105,9 @@ class TwoTower(nn.Module):
             "dropout": dropout,
             "normalize": normalize,
         }
-        self.side = side
+        self._store_side(side)
         self.id_dropout = id_dropout
         self.normalize = normalize
-        for key, table in side.users.items():
-            self.register_buffer(f"user_{key}", table.clone(), persistent=False)
-        for key, table in side.movies.items():
-            self.register_buffer(f"movie_{key}", table.clone(), persistent=False)
         sizes = side.sizes
         self._user_sizes = {key: sizes[key] for key in _USER_CODES}
         self._year_size = sizes["year"]
@@ -140,17 +136,9 @@ class TwoTower(nn.Module):
             table.weight[n] = 0.0
         return table
 
-    @property
-    def n_users(self) -> int:
-        return len(self.side.users["age"])
-
-    @property
-    def n_movies(self) -> int:
-        return len(self.side.movies["year"])
-
     def user_features(self, users: torch.Tensor) -> dict[str, torch.Tensor]:
         """The encoded side features of user rows ``users``, as the user tower takes them."""
-        return {key: getattr(self, f"user_{key}")[users] for key in self.side.users}
+        return self._users(users)
 
     def _ids(self, table: nn.Embedding, rows: torch.Tensor, keep: torch.Tensor | bool):
         """Embeddings of ``rows``; where ``keep`` is False, and at random while training
