@@ -22,20 +22,11 @@ the peer, which searches the tensor itself; adding the vectors for flat; k-means
 and adding for IVF; graph construction for HNSW); memory (the peer: the item
 tensor; faiss: the size of ``faiss.serialize_index``, vectors and structure).
 
-The catalogue is synthetic, seeded, ``d = 64``, shaped like learned embeddings
-rather than like iid noise (iid Gaussian or uniform vectors in 64 dimensions have
-almost no neighbourhood structure, which makes approximate search unrealistically
-hard; a few tight clusters would make it unrealistically easy):
-
-* a Gaussian mixture of 512 "genres" with long-tailed sizes (weights
-  proportional to ``1 / rank^0.8``), whose centres and within-genre spread live
-  in a 16-dimensional subspace mapped into 64 dimensions with decaying
-  singular values (most of the variance in a few directions, as in a trained
-  factorization), plus isotropic noise at 15% of the signal's scale in all 64
-  dimensions;
-* item norms scaled by a log-normal factor (sigma 0.35), the way popular
-  movies get longer embeddings (chapter 3), so inner-product and cosine
-  rankings differ.
+The catalogue is :func:`mfkit.ann.synthetic_catalogue` with its defaults at
+``d = 64``: seeded, shaped like learned embeddings rather than like iid noise (a
+long-tailed Gaussian mixture of 512 "genres" in a 16-dimensional subspace with
+decaying singular values, 15% isotropic noise, log-normal item norms with sigma
+0.35, so inner-product and cosine rankings differ).
 
 The 1,000 queries are user embeddings drawn from the same mixture (a user's
 taste lives in the same space as the movies), with their own seed; their norms do
@@ -60,40 +51,14 @@ import faiss
 import torch
 from common import machine, write
 
-from mfkit.ann import build_index, exact_top_k, recall_at_k
+from mfkit.ann import build_index, exact_top_k, recall_at_k, synthetic_catalogue
 
 DIM = 64
 K = 10
-RANK = 16
-GENRES = 512
-NOISE = 0.15
-NORM_SIGMA = 0.35
 NPROBES = (16, 64, 128)
 EF_SEARCHES = (32, 64, 128, 256, 512)
 TARGET = {"recall": 0.95, "speed-up": 20.0, "items": 1_000_000}  # issue 23
 PEER = "exact torch top-k"
-
-
-def catalogue(n_items: int, n_queries: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Items and queries from one clustered, low-rank Gaussian mixture (module docstring)."""
-    g = torch.Generator().manual_seed(seed)
-    singular = 1.0 / torch.arange(1, RANK + 1).float() ** 0.5
-    basis = torch.linalg.qr(torch.randn(DIM, RANK, generator=g))[0]  # orthonormal columns
-    projection = (basis * singular).T  # (RANK, DIM)
-    centres = torch.randn(GENRES, RANK, generator=g)
-    weights = 1.0 / torch.arange(1, GENRES + 1).float() ** 0.8
-    scale = float(singular.norm() / RANK**0.5)  # typical size of one signal coordinate
-
-    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
-        genre = torch.multinomial(weights, n, replacement=True, generator=generator)
-        latent = centres[genre] + 0.5 * torch.randn(n, RANK, generator=generator)
-        noise = NOISE * scale * torch.randn(n, DIM, generator=generator)
-        return latent @ projection + noise
-
-    items = draw(n_items, g)
-    items *= torch.exp(NORM_SIGMA * torch.randn(n_items, 1, generator=g))
-    queries = draw(n_queries, torch.Generator().manual_seed(seed + 1))
-    return items, queries
 
 
 def best_seconds(fn: Callable[[], object], repeat: int, budget: float = 5.0) -> float:
@@ -129,7 +94,7 @@ def measure_row(search: Callable, queries: torch.Tensor, exact_ids, repeat: int)
 
 
 def run_size(n_items: int, n_queries: int, repeat: int, log) -> list[dict]:
-    items, queries = catalogue(n_items, n_queries)
+    items, queries = synthetic_catalogue(n_items, n_queries, dim=DIM)
     exact_ids = exact_top_k(queries, items, K)[1]
     rows = []
 

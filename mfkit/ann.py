@@ -1,6 +1,6 @@
 """Nearest-neighbour search over embeddings: exact in torch, approximate with faiss.
 
-For chapter 11 (retrieval at scale, being written). Recommending from a two-tower or
+Built in chapter 11 (retrieval at scale). Recommending from a two-tower or
 factorization model means finding, for a query embedding ``q``, the ``k`` items
 ``v_j`` with the highest score ``<q, v_j>`` (or cosine). :func:`exact_top_k` does
 it exactly, a block of queries at a time (a matrix product and ``torch.topk``):
@@ -17,7 +17,9 @@ and much faster on large catalogues:
   L2 distances: inner products are served through :func:`mips_augment` and
   :func:`mips_query`, cosine through unit vectors.
 
-:func:`recall_at_k` says how much of the exact top ``k`` an index finds.
+:func:`recall_at_k` says how much of the exact top ``k`` an index finds, and
+:func:`synthetic_catalogue` makes seeded item and query embeddings of any size to
+try them on.
 faiss is imported only when an index is built, so this module and
 :func:`exact_top_k` work without it.
 
@@ -46,6 +48,7 @@ __all__ = [
     "mips_augment",
     "mips_query",
     "recall_at_k",
+    "synthetic_catalogue",
 ]
 
 #: The index kinds :func:`build_index` builds.
@@ -401,3 +404,60 @@ def build_index(
     index.hnsw.efConstruction = ef_construction
     index.add(items.numpy())
     return AnnIndex(kind, metric, dim, index, max_norm=max_norm)
+
+
+def synthetic_catalogue(
+    n_items: int,
+    n_queries: int,
+    *,
+    dim: int = 64,
+    rank: int = 16,
+    clusters: int = 512,
+    noise: float = 0.15,
+    norm_sigma: float = 0.35,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded item and query embeddings shaped like learned ones: ``(items, queries)``.
+
+    Independent Gaussian vectors in 64 dimensions have almost no neighbourhood
+    structure, which makes approximate search unrealistically hard; a few tight
+    clusters would make it too easy. Here every vector belongs to one of
+    ``clusters`` "genres" of long-tailed sizes (weights ``1 / rank^0.8``); the
+    centres and the spread within a genre live in a ``rank``-dimensional subspace
+    mapped into ``dim`` dimensions with decaying singular values (most of the
+    variance in a few directions, as in a trained factorization), plus isotropic
+    noise at ``noise`` times the signal's scale. Item norms are then scaled by a
+    log-normal factor (``norm_sigma``), the way popular movies get longer
+    embeddings (chapter 3), so inner-product and cosine rankings differ. Queries
+    (users) come from the same mixture with their own seed (``seed + 1``).
+
+    Examples
+    --------
+    >>> items, queries = synthetic_catalogue(1000, 5, seed=0)
+    >>> items.shape, queries.shape
+    (torch.Size([1000, 64]), torch.Size([5, 64]))
+    """
+    if min(n_items, n_queries, dim, rank, clusters) < 1 or rank > dim:
+        raise ValueError(
+            "n_items, n_queries, dim, rank and clusters must be >= 1 and rank <= dim, got "
+            f"{n_items}, {n_queries}, {dim}, {rank}, {clusters}"
+        )
+    if noise < 0 or norm_sigma < 0:
+        raise ValueError(f"noise and norm_sigma must be >= 0, got {noise} and {norm_sigma}")
+    g = torch.Generator().manual_seed(seed)
+    singular = 1.0 / torch.arange(1, rank + 1).float() ** 0.5
+    basis = torch.linalg.qr(torch.randn(dim, rank, generator=g))[0]  # orthonormal columns
+    projection = (basis * singular).T  # (rank, dim)
+    centres = torch.randn(clusters, rank, generator=g)
+    weights = 1.0 / torch.arange(1, clusters + 1).float() ** 0.8
+    scale = float(singular.norm() / rank**0.5)  # typical size of one signal coordinate
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        genre = torch.multinomial(weights, n, replacement=True, generator=generator)
+        latent = centres[genre] + 0.5 * torch.randn(n, rank, generator=generator)
+        return latent @ projection + noise * scale * torch.randn(n, dim, generator=generator)
+
+    items = draw(n_items, g)
+    items *= torch.exp(norm_sigma * torch.randn(n_items, 1, generator=g))
+    queries = draw(n_queries, torch.Generator().manual_seed(seed + 1))
+    return items, queries

@@ -1,6 +1,6 @@
 """Data-parallel training: matrix factorization on several processes with DDP.
 
-For chapter 11 (retrieval at scale, being written). Every process (*rank*) holds a full copy of a
+Used in chapter 11 (retrieval at scale). Every process (*rank*) holds a full copy of a
 :class:`~mfkit.models.MatrixFactorization` wrapped in
 :class:`torch.nn.parallel.DistributedDataParallel`, on the ``gloo`` backend (CPU). In
 each epoch every rank draws the same seeded permutation of the ratings and cuts it

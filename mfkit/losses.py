@@ -29,7 +29,7 @@ Introduced in chapter 9 (sequences): :func:`next_item_ce`, the full softmax
 cross-entropy of each next movie of a history, and :func:`next_item_bce`, SASRec's
 binary cross-entropy of each next movie against one sampled movie.
 
-For chapter 11 (retrieval at scale, being written): :func:`in_batch_softmax` with the
+Introduced in chapter 11 (retrieval at scale): :func:`in_batch_softmax` with the
 logQ correction of :func:`batch_log_q`, and :func:`two_tower_loss`, the same loss of a
 two-tower model.
 """

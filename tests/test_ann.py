@@ -15,6 +15,7 @@ from mfkit.ann import (
     mips_augment,
     mips_query,
     recall_at_k,
+    synthetic_catalogue,
 )
 
 
@@ -138,6 +139,36 @@ def test_recall_at_k_rejects_mismatched_shapes(approx, exact):
 def test_exact_top_k_errors(queries, items, k, kwargs, message):
     with pytest.raises(ValueError, match=message):
         exact_top_k(queries, items, k, **kwargs)
+
+
+def test_synthetic_catalogue_shapes_seed_and_norms():
+    items, queries = synthetic_catalogue(3_000, 40, dim=24, rank=6, clusters=20, seed=3)
+    assert items.shape == (3_000, 24) and queries.shape == (40, 24)
+    again = synthetic_catalogue(3_000, 40, dim=24, rank=6, clusters=20, seed=3)
+    assert torch.equal(items, again[0]) and torch.equal(queries, again[1])
+    assert not torch.equal(items, synthetic_catalogue(3_000, 40, dim=24, rank=6, seed=4)[0])
+    norms = items.norm(dim=1)
+    assert norms.std() / norms.mean() > 0.25  # log-normal norms: lengths vary
+    flat = synthetic_catalogue(3_000, 40, dim=24, rank=6, norm_sigma=0.0, noise=0.0)[0]
+    # without noise every vector lies in the rank-6 subspace
+    assert torch.linalg.matrix_rank(flat.double(), rtol=1e-4) == 6
+    # clustered: an item's nearest neighbour is closer than a random other item
+    d = torch.cdist(items[:200], items)
+    d[torch.arange(200), torch.arange(200)] = float("inf")
+    assert d.min(dim=1).values.median() < 0.5 * d.median()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_items": 0}, "must be >= 1"),
+        ({"rank": 65}, "rank <= dim"),
+        ({"noise": -0.1}, "noise and norm_sigma"),
+    ],
+)
+def test_synthetic_catalogue_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synthetic_catalogue(**{"n_items": 10, "n_queries": 2, **kwargs})
 
 
 # faiss indexes ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ module                                 chapter  models
 :mod:`mfkit.models.two_tower`          11       :class:`TwoTower`
 =====================================  =======  =============================================
 
-(Chapter 11, retrieval at scale, is being written.) Import them from here: ``from
+Import them from here: ``from
 mfkit.models import MatrixFactorization``. Every model keeps the arguments it needs to
 be rebuilt in ``config``, which :mod:`mfkit.saving` stores next to its weights.
 """

@@ -1,6 +1,6 @@
 """The two-tower retrieval model: a user tower and a movie tower that meet in a dot product.
 
-For chapter 11 (retrieval at scale, being written). The score of user ``i`` for movie
+Built in chapter 11 (retrieval at scale). The score of user ``i`` for movie
 ``j`` is ``<q_i, v_j>``, where the *user tower* maps what we know about the user (the
 bag of movies they rated, as in chapter 5, and their demographics, as in chapter 6) to
 ``q_i``, and the *movie tower* maps what we know about the movie (its id, genres and
