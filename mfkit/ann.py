@@ -427,8 +427,8 @@ def synthetic_catalogue(
     mapped into ``dim`` dimensions with decaying singular values (most of the
     variance in a few directions, as in a trained factorization), plus isotropic
     noise at ``noise`` times the signal's scale. Item norms are then scaled by a
-    log-normal factor (``norm_sigma``), the way popular movies get longer
-    embeddings (chapter 3), so inner-product and cosine rankings differ. Queries
+    log-normal factor (``norm_sigma``), as learned embeddings differ in length
+    (chapter 3), so inner-product and cosine rankings differ. Queries
     (users) come from the same mixture with their own seed (``seed + 1``).
 
     Examples
