@@ -3,8 +3,8 @@
 Chapter 1 adds ``mfkit data``; chapter 6 adds recommendations from the feature
 models: ``recommend``, ``evaluate``, ``train`` and the interactive ``menu``;
 chapter 9 adds ``recommend --next``, the movies to watch next by a sequence model;
-chapter 11 adds ``similar``, the movies nearest to a movie by a
-two-tower model's movie tower, found through an approximate nearest-neighbour (HNSW) index.
+chapter 11 adds ``similar``, the movies nearest to a movie by a two-tower model's
+movie tower, found through an approximate nearest-neighbour (HNSW) index.
 
 Four models serve the commands: the *hybrid* model (user and movie ids plus side
 features) for users who are in the data, the *demographics* model for a new

@@ -20,9 +20,9 @@ module                                 chapter  models
 :mod:`mfkit.models.two_tower`          11       :class:`TwoTower`
 =====================================  =======  =============================================
 
-Import them from here: ``from
-mfkit.models import MatrixFactorization``. Every model keeps the arguments it needs to
-be rebuilt in ``config``, which :mod:`mfkit.saving` stores next to its weights.
+Import them from here: ``from mfkit.models import MatrixFactorization``. Every model
+keeps the arguments it needs to be rebuilt in ``config``, which :mod:`mfkit.saving`
+stores next to its weights.
 """
 
 from mfkit.models.factorization import MatrixFactorization
