@@ -133,8 +133,7 @@ class Split:
         return cls(Indexer.from_movielens(ml), genres, before_test, train, valid, test)
 
     def rows(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-        users = torch.from_numpy(self.idx.users.index(frame["user_id"].to_numpy()))
-        return users, torch.from_numpy(self.idx.movies.index(frame["movie_id"].to_numpy()))
+        return self.idx.pairs(frame)
 
     def sampler(self) -> NegativeSampler:
         """Uniform negatives for the training users, never one of their interactions."""

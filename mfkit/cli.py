@@ -157,7 +157,7 @@ def train_model(
     cls = HybridModel if kind == "hybrid" else DemographicsModel
     mean = float(fit_part["rating"].mean())
     model = cls(side, global_mean=mean, seed=seed, **recipe["model"])
-    settings = {**recipe["fit"], **({"epochs": epochs} if epochs else {})}
+    settings = _fit_settings(kind, epochs)
     history = fit(
         model,
         indexer.tensors(fit_part),
@@ -214,17 +214,10 @@ def train_sequence_model(
             f"no user of {ml.name} ({split} ratings) has two ratings: nothing to learn "
             "the next movie from"
         )
-    settings = {**recipe["fit"], **({"epochs": epochs} if epochs else {})}
-    history = fit(
-        model,
-        (inputs[useful], targets[useful]),
-        next_item_ce,
-        seed=seed,
-        progress=progress,
-        **settings,
+    data = (inputs[useful], targets[useful])
+    return _fit_fixed(
+        "sequence", model, data, next_item_ce, ml, split, indexer, epochs, progress, seed
     )
-    final = {"train_loss": history.train_loss[-1]}
-    return _save_trained("sequence", model, history, ml, split, indexer, **final)
 
 
 def train_two_tower_model(
@@ -249,17 +242,28 @@ def train_two_tower_model(
     indexer = Indexer.from_movielens(ml)
     ratings = _training_ratings(ml, split)
     interactions = implicit(ratings)
-    users = torch.from_numpy(indexer.users.index(interactions["user_id"].to_numpy()))
-    movies = torch.from_numpy(indexer.movies.index(interactions["movie_id"].to_numpy()))
+    users, movies = indexer.pairs(interactions)
     counts = torch.bincount(movies, minlength=indexer.n_movies).float().clamp(min=1)
     loss = functools.partial(
         two_tower_loss, bags=indexer.bags(interactions), counts=counts, **recipe["loss"]
     )
     model = TwoTower(_side_features(ml, ratings), seed=seed, **recipe["model"])
-    settings = {**recipe["fit"], **({"epochs": epochs} if epochs else {})}
-    history = fit(model, (users, movies), loss, seed=seed, progress=progress, **settings)
+    return _fit_fixed(
+        "two-tower", model, (users, movies), loss, ml, split, indexer, epochs, progress, seed
+    )
+
+
+def _fit_fixed(kind, model, data, loss, ml, split, indexer, epochs, progress, seed):
+    """Train a ``FIXED_EPOCH_KINDS`` model for its recipe's epochs (or ``epochs``) and
+    save it, with its final training loss."""
+    history = fit(model, data, loss, seed=seed, progress=progress, **_fit_settings(kind, epochs))
     final = {"train_loss": history.train_loss[-1]}
-    return _save_trained("two-tower", model, history, ml, split, indexer, **final)
+    return _save_trained(kind, model, history, ml, split, indexer, **final)
+
+
+def _fit_settings(kind: str, epochs: int | None) -> dict:
+    """The recipe's ``fit`` settings, with ``epochs`` in place of its epochs when given."""
+    return {**RECIPES[kind]["fit"], **({"epochs": epochs} if epochs else {})}
 
 
 def _note(message: str) -> None:

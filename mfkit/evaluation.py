@@ -223,14 +223,10 @@ def evaluate_leave_one_out(
         raise ValueError("test is empty: there is nothing to evaluate")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    users = torch.from_numpy(indexer.users.index(test["user_id"].to_numpy()))
-    held_out = torch.from_numpy(indexer.movies.index(test["movie_id"].to_numpy()))
+    users, held_out = indexer.pairs(test)
     if negatives is None:  # every movie without a training interaction is a candidate
         seen = torch.zeros(indexer.n_users, indexer.n_movies, dtype=torch.bool)
-        seen[
-            indexer.users.index(train["user_id"].to_numpy()),
-            indexer.movies.index(train["movie_id"].to_numpy()),
-        ] = True
+        seen[indexer.pairs(train)] = True
         candidates = None
     else:
         sampler = NegativeSampler(

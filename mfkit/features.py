@@ -159,6 +159,22 @@ class Indexer:
         """:func:`rating_tensors` with this indexer's users and movies."""
         return rating_tensors(ratings, self.users, self.movies)
 
+    def pairs(self, interactions: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(user_rows, movie_rows)`` int64 tensors of a frame of ``user_id, movie_id`` pairs.
+
+        Like :meth:`tensors` without the ratings, for implicit feedback.
+
+        Examples
+        --------
+        >>> idx = Indexer(IdIndex([5, 7]), IdIndex([10, 20, 30]), np.array(["a", "b", "c"]))
+        >>> users, movies = idx.pairs(pd.DataFrame({"user_id": [7, 5], "movie_id": [30, 10]}))
+        >>> users.tolist(), movies.tolist()
+        ([1, 0], [2, 0])
+        """
+        _require(interactions, ("user_id", "movie_id"), "ratings")
+        users = torch.from_numpy(self.users.index(interactions["user_id"].to_numpy()))
+        return users, torch.from_numpy(self.movies.index(interactions["movie_id"].to_numpy()))
+
     def bags(self, ratings: pd.DataFrame) -> torch.Tensor:
         """The rated movies of every user as a 0/1 matrix ``(n_users, n_movies)``.
 
@@ -177,9 +193,7 @@ class Indexer:
         >>> bags.shape, int(bags.sum())
         (torch.Size([3, 4]), 6)
         """
-        _require(ratings, ("user_id", "movie_id"), "ratings")
-        users = torch.from_numpy(self.users.index(ratings["user_id"].to_numpy()))
-        movies = torch.from_numpy(self.movies.index(ratings["movie_id"].to_numpy()))
+        users, movies = self.pairs(ratings)
         bags = torch.zeros(self.n_users, self.n_movies)
         bags[users, movies] = 1.0
         return bags

@@ -218,3 +218,19 @@ def test_bags_leave_the_ratings_alone(small) -> None:
     before = small.ratings.copy()
     idx.bags(small.ratings)
     pd.testing.assert_frame_equal(small.ratings, before)
+
+
+def test_pairs_are_the_rating_tensors_without_ratings(small) -> None:
+    idx = Indexer.from_movielens(small)
+    users, movies = idx.pairs(small.ratings[["user_id", "movie_id"]])
+    expected = idx.tensors(small.ratings)
+    assert users.dtype == movies.dtype == torch.int64
+    assert torch.equal(users, expected[0]) and torch.equal(movies, expected[1])
+
+
+def test_pairs_errors() -> None:
+    idx = Indexer(IdIndex([5, 7]), IdIndex([10, 20]), np.array(["a", "b"]))
+    with pytest.raises(KeyError, match=r"lacks column\(s\) \['movie_id'\]"):
+        idx.pairs(pd.DataFrame({"user_id": [5]}))
+    with pytest.raises(UnknownIdError):
+        idx.pairs(pd.DataFrame({"user_id": [5], "movie_id": [30]}))
