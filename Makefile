@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: book check-book check-robust test venv lab data lint format unit notebooks clean bench-scale bench-speed bench-accuracy bench-ranking bench-retrieval
+.PHONY: book check-book check-robust check-numerics test venv lab data lint format unit notebooks clean bench-scale bench-speed bench-accuracy bench-ranking bench-retrieval bench-threads
 
 CHAPTERS := $(wildcard notebooks/[0-9]*.md)
 # Where the book build (MyST-NB, execute_notebooks: cache) keeps executed chapters.
@@ -77,6 +77,16 @@ notebooks: data
 check-robust: data        ## every chapter as another machine would run it: one core, noisy, no Java
 	$(BIN)/python notebooks/check_robust.py
 
+# Not part of `make test` (about an hour for every chapter): each chapter under another
+# machine's numerics (one thread, torch's default or AVX2 kernels, every seed shifted by
+# 1 and by 2), claims collected instead of raised; one table of every claim that failed.
+# A subset: `make check-numerics CHAPTERS_TO_CHECK="7 9"`; runs: RUNS="seeds +1,one thread".
+CHAPTERS_TO_CHECK ?=
+RUNS ?=
+check-numerics: data      ## every chapter as another CPU computes it: lists each claim that does not hold
+	$(BIN)/python notebooks/check_numerics.py $(CHAPTERS_TO_CHECK) $(if $(RUNS),--runs "$(RUNS)") \
+	  --report _build/check-numerics.md
+
 test: lint unit notebooks
 
 # Benchmarks (not part of `make test`): each prints a table and writes it to book/benchmarks/.
@@ -93,6 +103,9 @@ bench-accuracy: data      ## RMSE/MAE of mfkit's rating models and Surprise's on
 
 bench-ranking: data       ## HR@10/NDCG@10 of every ranking model, full and sampled, on chapter 8's leave-one-out split
 	$(BIN)/python benchmarks/ranking.py
+
+bench-threads: $(STAMP)   ## thread settings beside a busy core: default, OMP_WAIT_POLICY=PASSIVE, one thread
+	$(BIN)/python benchmarks/threads.py
 
 bench-retrieval: $(STAMP) ## recall@10 and queries/s of faiss's IVF and HNSW against exact torch top-k, 100K and 1M synthetic items
 	$(BIN)/python benchmarks/retrieval.py

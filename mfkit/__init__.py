@@ -10,8 +10,15 @@ metrics), :mod:`mfkit.evaluation` (ranking evaluation), :mod:`mfkit.retrieval`
 indexes), :mod:`mfkit.sparse` and :mod:`mfkit.als` (sparse data, ALS),
 :mod:`mfkit.distributed` (data-parallel training), :mod:`mfkit.embeddings` and
 :mod:`mfkit.plots` (inspecting models), :mod:`mfkit.measure` (time and memory),
-:mod:`mfkit.claims` (the checks behind the prose), :mod:`mfkit.saving` (saved models)
-and :mod:`mfkit.cli` (the ``mfkit`` command).
+:mod:`mfkit.claims` (the checks behind the prose), :mod:`mfkit.seeding` (one switch
+that moves every seed), :mod:`mfkit.saving` (saved models) and :mod:`mfkit.cli` (the
+``mfkit`` command).
 """
 
+from mfkit.seeding import seed_offset as _seed_offset
+from mfkit.seeding import shift_seeds as _shift_seeds
+
 __version__ = "0.1.0"
+
+if _seed_offset():  # MFKIT_SEED_OFFSET: make check-numerics moves every seed at once
+    _shift_seeds()

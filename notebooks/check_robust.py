@@ -5,7 +5,10 @@
    about a third of one core is taken at random moments (run-to-run noise; a process
    spinning at 100% is not the test: it slows torch's OpenMP threads more than tenfold
    whatever a notebook does);
-3. **no Java, ``CI`` unset**: chapter 10's Spark section must skip itself and say so.
+3. **no Java, ``CI`` unset**: chapter 10's Spark section must skip itself and say so;
+4. **the "no solutions" downloads**: each chapter as the book's download menu offers it
+   to students (book/_ext/downloads.py), every exercise solution an empty cell, must run
+   top to bottom.
 
 Each run is ``pytest --nbval notebooks`` with the collector's glue-key checks, so it
 fails on any cell that raises and on any glue key the prose uses but no cell defined.
@@ -52,6 +55,22 @@ def path_without(program: str, workdir: Path) -> str:
     return os.pathsep.join(folders)
 
 
+def student_editions(folder: Path, workdir: Path) -> Path:
+    """Each chapter of ``folder`` without its solutions, as ``.ipynb`` in a new folder."""
+    import jupytext
+    import nbformat
+
+    sys.path.insert(0, str(NOTEBOOKS.parent / "book" / "_ext"))
+    from downloads import without_solutions
+
+    out = workdir / "no-solutions"
+    out.mkdir()
+    for chapter in sorted(folder.glob("[0-9][0-9]_*.md")):
+        student, _ = without_solutions(jupytext.read(chapter))
+        nbformat.write(student, out / f"{chapter.stem}.ipynb")
+    return out
+
+
 def run(name: str, prefix: list[str], env: dict[str, str], folder: Path, workdir: Path):
     """One ``pytest --nbval notebooks`` run: (passed, seconds per chapter)."""
     report = workdir / f"{name.replace(' ', '-')}.xml"
@@ -60,7 +79,8 @@ def run(name: str, prefix: list[str], env: dict[str, str], folder: Path, workdir
         sys.executable,
         "-m",
         "pytest",
-        "--nbval",
+        # The downloads are .ipynb without outputs: nothing to compare, only to run.
+        "--nbval-lax" if folder.name == "no-solutions" else "--nbval",
         str(folder),
         "-q",
         "-p",
@@ -72,7 +92,8 @@ def run(name: str, prefix: list[str], env: dict[str, str], folder: Path, workdir
     seconds: dict[str, float] = defaultdict(float)
     if report.exists():
         for case in ET.parse(report).iter("testcase"):
-            chapter = case.get("classname", "").removesuffix(".md").rpartition(".")[2]
+            name = case.get("classname", "").removesuffix(".md").removesuffix(".ipynb")
+            chapter = name.rpartition(".")[2]
             seconds[chapter] += float(case.get("time", 0))
     return passed, seconds
 
@@ -83,17 +104,19 @@ def main(folder: Path = NOTEBOOKS) -> int:
         workdir = Path(tmp)
         no_java = {**base, "PATH": path_without("java", workdir)}
         assert shutil.which("java", path=no_java["PATH"]) is None
-        runs = {  # name: (command prefix, environment, with the noisy neighbour)
-            "one core": (["taskset", "-c", "0"], base, False),
-            "noisy neighbour": ([], base, True),
-            "no Java, CI unset": ([], no_java, False),
+        students = student_editions(folder, workdir)
+        runs = {  # name: (command prefix, environment, with the noisy neighbour, folder)
+            "one core": (["taskset", "-c", "0"], base, False, folder),
+            "noisy neighbour": ([], base, True, folder),
+            "no Java, CI unset": ([], no_java, False, folder),
+            "no-solutions downloads": ([], base, False, students),
         }
         results = {}
-        for name, (prefix, env, noisy) in runs.items():
+        for name, (prefix, env, noisy, chapters) in runs.items():
             noise = subprocess.Popen([sys.executable, "-c", NOISE]) if noisy else None
             start = time.perf_counter()
             try:
-                passed, seconds = run(name, prefix, env, folder, workdir)
+                passed, seconds = run(name, prefix, env, chapters, workdir)
             finally:
                 if noise is not None:
                     noise.kill()

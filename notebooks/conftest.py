@@ -26,6 +26,7 @@ Run: ``pytest --nbval notebooks`` (pass the folder, not a single ``.md``).
 from __future__ import annotations
 
 import copy
+import os
 import re
 import types
 from pathlib import Path
@@ -41,6 +42,10 @@ GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
 GLUE_TEXT_ROLE = re.compile(r"\{glue(?::text)?\}`([^`]+)`")  # the roles that take a format
 GLUE_DIRECTIVE = re.compile(r"^\s*(?:`{3,}|:{3,})\{glue(?::[a-z]+)?\}[ \t]+(\S+)", re.MULTILINE)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # no widget state: cannot render
+
+# A test of the chapters fails on a claim that no longer holds (mfkit.claims), unless the
+# caller asked for another mode (make check-numerics collects them instead).
+os.environ.setdefault("MFKIT_CLAIMS", "strict")
 
 
 def pytest_addoption(parser) -> None:
@@ -154,6 +159,27 @@ def glue_problems(notebook: nbformat.NotebookNode, outputs: list[list[dict]]) ->
     return problems
 
 
+def shown_check_outputs(notebook: nbformat.NotebookNode, outputs: list[list[dict]]) -> list[str]:
+    """The check cells (tag ``remove-input``: the page shows their output, not their code)
+    that printed or displayed something. A claim that holds must leave no trace on the page;
+    only a claim that fails on a reader's machine shows its warning box there."""
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    shown = []
+    for number, (cell, cell_outputs) in enumerate(zip(code, outputs, strict=True), 1):
+        tags = cell.metadata.get("tags", [])
+        # A glued value is stored as an output that the page never shows.
+        visible = [out for out in cell_outputs if "scrapbook" not in out.get("metadata", {})]
+        if "remove-input" in tags and "remove-output" not in tags and visible:
+            first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
+            shown.append(f"code cell {number} ({first!r})")
+    if not shown:
+        return []
+    return [
+        "has hidden check cells (remove-input) whose output would show on the page; make "
+        "them silent or tag them remove-cell: " + ", ".join(shown)
+    ]
+
+
 def _as_cached_output(out: dict, count: int) -> dict | None:
     """An output as nbval recorded it, in the form nbclient would have stored it."""
     out = nbformat.from_dict(copy.deepcopy(dict(out)))
@@ -174,7 +200,8 @@ class GlueKeys(pytest.Item):
         cells = notebook.cell_items
         if not all(getattr(cell, "passed", False) for cell in cells):
             pytest.skip("not every cell ran and passed, so the glue keys were not checked")
-        problems = glue_problems(notebook.nb, [c.test_outputs for c in cells])
+        outputs = [c.test_outputs for c in cells]
+        problems = glue_problems(notebook.nb, outputs) + shown_check_outputs(notebook.nb, outputs)
         if problems:
             raise GlueKeyError(problems)
         cache = self.config.getoption("book_cache")

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
 
 from downloads import PLACEHOLDER, with_setup_cell, without_solutions  # noqa: E402
 from launch_local import lab_url  # noqa: E402
+from silent_checks import drop_empty_cells  # noqa: E402
 
 md = nbformat.v4.new_markdown_cell
 code = nbformat.v4.new_code_cell
@@ -101,3 +102,20 @@ def test_lab_url_joins_base_and_source():
     assert lab_url("http://localhost:8888/", "notebooks/01_x.md") == (
         "http://localhost:8888/lab/tree/notebooks/01_x.md"
     )
+
+
+def test_silent_check_cells_leave_no_empty_box() -> None:
+    from docutils import nodes
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
+
+    doc = new_document("page", get_default_settings(Parser))
+    silent = nodes.container(nb_element="cell_code")
+    warning = nodes.container(
+        "", nodes.paragraph(text="Not so on this machine"), nb_element="cell_code"
+    )
+    other = nodes.container(nb_element="something else")
+    doc += [silent, warning, other]
+    drop_empty_cells(None, doc)
+    assert list(doc.children) == [warning, other]

@@ -109,6 +109,27 @@ def test_glue_values_the_book_cannot_show_fail_the_run(folder: Path) -> None:
     assert "2 failed" in out
 
 
+def test_check_cells_must_be_silent_and_claims_fail_the_run(folder: Path) -> None:
+    claims = "from mfkit.claims import claim"
+    (folder / "quiet.md").write_text(  # a glued value is no output on the page
+        _notebook(claims, GLUED[0], ":tags: [remove-input]\n" + GLUED[1] + "\nclaim(2 > 1, 'ok')")
+    )
+    (folder / "loud.md").write_text(
+        _notebook(claims, ":tags: [remove-input]\nclaim(2 > 1, 'holds')\nprint('debug')")
+    )
+    (folder / "wrong.md").write_text(
+        _notebook(claims, ":tags: [remove-input]\nclaim(1 > 2, 'one beats two', a=1)")
+    )
+    result = _run_nbval(folder, "-rfs")  # no MFKIT_CLAIMS: the collector makes claims strict
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "loud.md has hidden check cells (remove-input) whose output would show" in out
+    assert "code cell 2 (\"claim(2 > 1, 'holds')\")" in out
+    assert "ClaimError" in out and "claim no longer holds: one beats two (a=1)" in out
+    assert "quiet.md::glue keys" not in out
+    assert "2 failed" in out
+
+
 def _book_lookup(folder: Path, name: str):
     """What MyST-NB finds in the cache for this notebook, read as the book reads it."""
     from jupyter_cache import get_cache

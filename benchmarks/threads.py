@@ -1,0 +1,135 @@
+"""Thread settings beside a busy core: which one keeps every kind of work fast?
+
+On a 2-core machine, a second process that keeps one core busy (another notebook, a
+browser tab, an IDE) makes torch's OpenMP threads spin-wait for each other: two threads
+can run several times slower than one. This script times four kinds of work the chapters
+do, each in a fresh process, quiet and beside a process that spins on one core, with
+
+- torch's default threads (one per core),
+- the same with ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep instead of spinning),
+- one thread (``OMP_NUM_THREADS=1``).
+
+The named peer is the default setting; the table gives seconds (median of ``--repeat``
+runs) and each setting's time beside the busy core relative to its quiet time.
+
+Usage: ``python benchmarks/threads.py [--repeat 3]`` (``make bench-threads``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from common import machine, write
+
+WORK = {
+    "small-batch MF (batch 64, 1 epoch of 20K ratings)": """
+from mfkit.data import synthetic_movielens
+from mfkit.features import Indexer
+from mfkit.losses import observed_mse
+from mfkit.models import MatrixFactorization
+from mfkit.train import fit
+ds = synthetic_movielens(943, 1682, 20_000, seed=0)
+idx = Indexer.from_movielens(ds)
+data = idx.pairs(ds.ratings) + (torch.tensor(ds.ratings.rating.to_numpy(), dtype=torch.float32),)
+model = MatrixFactorization(idx.n_users, idx.n_movies, dim=32, bias=True, seed=0)
+START()
+fit(model, data, observed_mse, epochs=1, batch_size=64, progress=False)
+""",
+    "full-batch steps (943 x 1682 bags, 20 Adam steps)": """
+g = torch.Generator().manual_seed(0)
+bags = (torch.rand(943, 1682, generator=g) < 0.06).float()
+V = torch.randn(1682, 64, generator=g).requires_grad_()
+W = torch.randn(1682, 64, generator=g).requires_grad_()
+opt = torch.optim.Adam([V, W], lr=0.01)
+START()
+for _ in range(20):
+    logits = (bags @ V) @ W.T
+    loss = -(torch.log_softmax(logits, 1) * bags).sum() / bags.sum()
+    opt.zero_grad(); loss.backward(); opt.step()
+""",
+    "EASE solve (1682 x 1682)": """
+from mfkit.models.ranking import ease_weights
+g = torch.Generator().manual_seed(0)
+X = (torch.rand(943, 1682, generator=g) < 0.06).float()
+START()
+for _ in range(3):
+    ease_weights(X, 100.0)
+""",
+    "faiss IVF build + search (100K x 64)": """
+from mfkit.ann import build_index, synthetic_catalogue
+items, queries = synthetic_catalogue(100_000, 2_000, seed=0)
+START()
+index = build_index(items, "ivf")
+index.search(queries, 10)
+""",
+}
+
+PRELUDE = """
+import time, torch
+_t = [None]
+def START():
+    _t[0] = time.perf_counter()
+"""
+EPILOGUE = "\nprint(time.perf_counter() - _t[0])\n"
+
+SETTINGS = {
+    "default threads": {},
+    "PASSIVE wait": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "one thread": {"OMP_NUM_THREADS": "1"},
+}
+SPIN = "while True:\n    pass\n"
+
+
+def seconds(code: str, env: dict[str, str], repeat: int) -> float:
+    """Median seconds of the timed part of ``code``, each run in a fresh process."""
+    times = []
+    for _ in range(repeat):
+        done = subprocess.run(
+            [sys.executable, "-c", PRELUDE + code + EPILOGUE],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        times.append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    base["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(__file__)), base.get("PYTHONPATH", "")]
+    )
+    rows = []
+    for work, code in WORK.items():
+        quiet = {
+            name: seconds(code, {**base, **extra}, args.repeat) for name, extra in SETTINGS.items()
+        }
+        spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+        try:
+            time.sleep(0.5)
+            busy = {
+                name: seconds(code, {**base, **extra}, args.repeat)
+                for name, extra in SETTINGS.items()
+            }
+        finally:
+            spinner.kill()
+        cells = [f"{quiet[n]:.2f} / {busy[n]:.2f} ({busy[n] / quiet[n]:.1f}x)" for n in SETTINGS]
+        rows.append(f"| {work} | " + " | ".join(cells) + " |")
+        print(rows[-1], flush=True)
+    text = (
+        f"Seconds, quiet / beside one busy core (slowdown), median of {args.repeat} runs; "
+        f"{machine()}.\n\n| work | " + " | ".join(SETTINGS) + " |\n|---|" + "---|" * len(SETTINGS)
+        + "\n" + "\n".join(rows) + "\n"
+    )  # fmt: skip
+    print("\n" + text)
+    print(f"written to {write('threads', text)}")
+
+
+if __name__ == "__main__":
+    main()
