@@ -38,6 +38,7 @@ __all__ = ["ClaimError", "ClaimWarning", "claim", "claim_speed", "claims_mode"]
 MODE_VARIABLE = "MFKIT_CLAIMS"
 LOG_VARIABLE = "MFKIT_CLAIMS_LOG"
 MODES = ("strict", "warn", "collect")
+WARNING_TEXT = "Warning: On this machine a sentence near here did not hold"  # the box's text
 
 
 class ClaimError(AssertionError):
@@ -158,7 +159,8 @@ def _record(statement: str, values: dict) -> None:
 def _show_warning(statement: str, shown: str) -> None:
     """A warning box where the sentence stands (in a notebook), else a Python warning."""
     text = (
-        "On this machine a sentence near here did not hold: "
+        WARNING_TEXT.removeprefix("Warning: ")
+        + ": "
         + statement
         + (f" ({shown})" if shown else "")
         + ". Trained numbers move a little from one CPU to another; the text was checked "

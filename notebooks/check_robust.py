@@ -1,23 +1,29 @@
 """``make check-robust``: every chapter, run three ways another build machine may differ.
 
-1. **one core** (``taskset -c 0``): another machine's timings, and a single thread;
-2. **a noisy neighbour**: a process that spins 15 ms and sleeps 35 ms in a loop, so
-   about a third of one core is taken at random moments (run-to-run noise; a process
-   spinning at 100% is not the test: it slows torch's OpenMP threads more than tenfold
-   whatever a notebook does);
-3. **no Java, ``CI`` unset**: chapter 10's Spark section must skip itself and say so;
-4. **the "no solutions" downloads**: each chapter as the book's download menu offers it
+1. **quiet**: nothing else running, the reference for the next one;
+2. **a busy core**: a process that keeps one core fully busy, as a second notebook, a
+   browser tab or an IDE does on a learner's laptop; the table gives each chapter's
+   time relative to its quiet time (torch's OpenMP threads spin-wait for each other
+   beside such a process unless ``OMP_WAIT_POLICY=PASSIVE``, which the Makefile and
+   the notebooks' collector set);
+3. **one core** (``taskset -c 0``): another machine's timings, and a single thread;
+4. **a noisy neighbour**: a process that spins 15 ms and sleeps 35 ms in a loop, so
+   about a third of one core is taken at random moments (run-to-run noise);
+5. **no Java, ``CI`` unset**: chapter 10's Spark section must skip itself and say so;
+6. **the "no solutions" downloads**: each chapter as the book's download menu offers it
    to students (book/_ext/downloads.py), every exercise solution an empty cell, must run
    top to bottom.
 
 Each run is ``pytest --nbval notebooks`` with the collector's glue-key checks, so it
 fails on any cell that raises and on any glue key the prose uses but no cell defined.
 Prints the seconds each chapter took in each run and exits 1 if any run failed.
-Usage: ``python notebooks/check_robust.py [FOLDER]`` (default: this folder).
+Usage: ``python notebooks/check_robust.py [FOLDER] [--runs NAME,...]`` (default: this
+folder, every run).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -29,6 +35,7 @@ from collections import defaultdict
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parent
+BUSY = "while True:\n    pass\n"
 NOISE = """
 import time
 while True:
@@ -98,22 +105,43 @@ def run(name: str, prefix: list[str], env: dict[str, str], folder: Path, workdir
     return passed, seconds
 
 
-def main(folder: Path = NOTEBOOKS) -> int:
+RUNS = (
+    "quiet",
+    "busy core",
+    "one core",
+    "noisy neighbour",
+    "no Java, CI unset",
+    "no-solutions downloads",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", nargs="?", type=Path, default=NOTEBOOKS)
+    parser.add_argument("--runs", default=",".join(RUNS), help="of: " + ", ".join(RUNS))
+    args = parser.parse_args(argv)
+    wanted = [name.strip() for name in args.runs.split(",") if name.strip()]
+    if unknown := [name for name in wanted if name not in RUNS]:
+        parser.error(f"unknown run(s) {unknown}: expected some of {list(RUNS)}")
+    folder = args.folder
     base = {k: v for k, v in os.environ.items() if k not in ("CI", "JAVA_HOME")}
     with tempfile.TemporaryDirectory(prefix="check-robust-") as tmp:
         workdir = Path(tmp)
         no_java = {**base, "PATH": path_without("java", workdir)}
         assert shutil.which("java", path=no_java["PATH"]) is None
         students = student_editions(folder, workdir)
-        runs = {  # name: (command prefix, environment, with the noisy neighbour, folder)
-            "one core": (["taskset", "-c", "0"], base, False, folder),
-            "noisy neighbour": ([], base, True, folder),
-            "no Java, CI unset": ([], no_java, False, folder),
-            "no-solutions downloads": ([], base, False, students),
+        runs = {  # name: (command prefix, environment, neighbour process, folder)
+            "quiet": ([], base, None, folder),
+            "busy core": ([], base, BUSY, folder),
+            "one core": (["taskset", "-c", "0"], base, None, folder),
+            "noisy neighbour": ([], base, NOISE, folder),
+            "no Java, CI unset": ([], no_java, None, folder),
+            "no-solutions downloads": ([], base, None, students),
         }
         results = {}
-        for name, (prefix, env, noisy, chapters) in runs.items():
-            noise = subprocess.Popen([sys.executable, "-c", NOISE]) if noisy else None
+        for name in wanted:
+            prefix, env, neighbour, chapters = runs[name]
+            noise = subprocess.Popen([sys.executable, "-c", neighbour]) if neighbour else None
             start = time.perf_counter()
             try:
                 passed, seconds = run(name, prefix, env, chapters, workdir)
@@ -122,10 +150,14 @@ def main(folder: Path = NOTEBOOKS) -> int:
                     noise.kill()
             results[name] = (passed, seconds, time.perf_counter() - start)
     chapters = sorted({chapter for _, seconds, _ in results.values() for chapter in seconds})
-    print("\n| chapter | " + " | ".join(results) + " |")
-    print("|---|" + "---|" * len(results))
+    ratio = "quiet" in results and "busy core" in results
+    print("\n| chapter | " + " | ".join(results) + (" | busy / quiet |" if ratio else " |"))
+    print("|---|" + "---|" * (len(results) + ratio))
     for chapter in chapters:
         cells = [f"{seconds.get(chapter, 0):.0f} s" for _, seconds, _ in results.values()]
+        if ratio:
+            quiet, busy = results["quiet"][1].get(chapter), results["busy core"][1].get(chapter)
+            cells.append(f"{busy / quiet:.2f}x" if quiet and busy else "")
         print(f"| {chapter} | " + " | ".join(cells) + " |")
     print("| **whole run** | " + " | ".join(f"{t:.0f} s" for *_, t in results.values()) + " |")
     print(
@@ -137,4 +169,4 @@ def main(folder: Path = NOTEBOOKS) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*map(Path, sys.argv[1:])))
+    sys.exit(main())

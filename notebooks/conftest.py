@@ -37,6 +37,8 @@ import nbval.plugin
 import pytest
 import yaml
 
+from mfkit.claims import WARNING_TEXT
+
 # {glue}`key`, {glue:text}`key:.3f`, ... and ```{glue:figure} key / :::{glue} key
 GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
 GLUE_TEXT_ROLE = re.compile(r"\{glue(?::text)?\}`([^`]+)`")  # the roles that take a format
@@ -159,17 +161,28 @@ def glue_problems(notebook: nbformat.NotebookNode, outputs: list[list[dict]]) ->
     return problems
 
 
+CLAIM_CALL = re.compile(r"\bclaim(?:_speed)?\(")
+
+
 def shown_check_outputs(notebook: nbformat.NotebookNode, outputs: list[list[dict]]) -> list[str]:
-    """The check cells (tag ``remove-input``: the page shows their output, not their code)
+    """The claim cells (tag ``remove-input``: the page shows their output, not their code)
     that printed or displayed something. A claim that holds must leave no trace on the page;
-    only a claim that fails on a reader's machine shows its warning box there."""
+    only a claim that fails on a reader's machine shows its warning box there. (A figure
+    cell with hidden code, and no claim, is meant to show its figure.)"""
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     shown = []
     for number, (cell, cell_outputs) in enumerate(zip(code, outputs, strict=True), 1):
         tags = cell.metadata.get("tags", [])
-        # A glued value is stored as an output that the page never shows.
-        visible = [out for out in cell_outputs if "scrapbook" not in out.get("metadata", {})]
-        if "remove-input" in tags and "remove-output" not in tags and visible:
+        # A glued value is stored as an output that the page never shows; the warning box
+        # of a claim that failed in warn or collect mode (mfkit.claims) is meant to show.
+        visible = [
+            out
+            for out in cell_outputs
+            if "scrapbook" not in out.get("metadata", {})
+            and not str(out.get("data", {}).get("text/plain", "")).startswith(WARNING_TEXT)
+        ]
+        checks = CLAIM_CALL.search(cell.source)
+        if checks and "remove-input" in tags and "remove-output" not in tags and visible:
             first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
             shown.append(f"code cell {number} ({first!r})")
     if not shown:

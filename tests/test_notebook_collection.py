@@ -117,6 +117,9 @@ def test_check_cells_must_be_silent_and_claims_fail_the_run(folder: Path) -> Non
     (folder / "loud.md").write_text(
         _notebook(claims, ":tags: [remove-input]\nclaim(2 > 1, 'holds')\nprint('debug')")
     )
+    (folder / "figure.md").write_text(  # a figure whose code is hidden is meant to show
+        _notebook(":tags: [remove-input]\nprint('a figure')")
+    )
     (folder / "wrong.md").write_text(
         _notebook(claims, ":tags: [remove-input]\nclaim(1 > 2, 'one beats two', a=1)")
     )
@@ -126,7 +129,7 @@ def test_check_cells_must_be_silent_and_claims_fail_the_run(folder: Path) -> Non
     assert "loud.md has hidden check cells (remove-input) whose output would show" in out
     assert "code cell 2 (\"claim(2 > 1, 'holds')\")" in out
     assert "ClaimError" in out and "claim no longer holds: one beats two (a=1)" in out
-    assert "quiet.md::glue keys" not in out
+    assert "quiet.md::glue keys" not in out and "figure.md::glue keys" not in out
     assert "2 failed" in out
 
 
