@@ -38,7 +38,7 @@ __all__ = ["ClaimError", "ClaimWarning", "claim", "claim_speed", "claims_mode"]
 MODE_VARIABLE = "MFKIT_CLAIMS"
 LOG_VARIABLE = "MFKIT_CLAIMS_LOG"
 MODES = ("strict", "warn", "collect")
-WARNING_TEXT = "Warning: On this machine a sentence near here did not hold"  # the box's text
+WARNING_TEXT = "On this machine a sentence near here did not hold"  # opens the warning box
 
 
 class ClaimError(AssertionError):
@@ -159,7 +159,7 @@ def _record(statement: str, values: dict) -> None:
 def _show_warning(statement: str, shown: str) -> None:
     """A warning box where the sentence stands (in a notebook), else a Python warning."""
     text = (
-        WARNING_TEXT.removeprefix("Warning: ")
+        WARNING_TEXT
         + ": "
         + statement
         + (f" ({shown})" if shown else "")

@@ -162,6 +162,7 @@ def glue_problems(notebook: nbformat.NotebookNode, outputs: list[list[dict]]) ->
 
 
 CLAIM_CALL = re.compile(r"\bclaim(?:_speed)?\(")
+WARNING_BOX = "Warning: " + WARNING_TEXT  # how mfkit.claims' warning box reads as text
 
 
 def shown_check_outputs(notebook: nbformat.NotebookNode, outputs: list[list[dict]]) -> list[str]:
@@ -179,7 +180,7 @@ def shown_check_outputs(notebook: nbformat.NotebookNode, outputs: list[list[dict
             out
             for out in cell_outputs
             if "scrapbook" not in out.get("metadata", {})
-            and not str(out.get("data", {}).get("text/plain", "")).startswith(WARNING_TEXT)
+            and not str(out.get("data", {}).get("text/plain", "")).startswith(WARNING_BOX)
         ]
         checks = CLAIM_CALL.search(cell.source)
         if checks and "remove-input" in tags and "remove-output" not in tags and visible:
