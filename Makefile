@@ -72,12 +72,11 @@ unit: $(STAMP)
 notebooks: data
 	$(BIN)/pytest --nbval notebooks --book-cache $(BOOK_CACHE) || test $$? -eq 5
 
-# Not part of `make test` (about five times as long): every chapter quiet, on one core,
-# beside a noisy neighbour, without Java and CI, and as the "no solutions" download; fails
-# on any error or undefined glue key. Beside a busy core, with each chapter's slowdown
-# (not in the default set: with two threads it takes far longer, see check_robust.py):
-# `make check-robust RUNS="quiet,busy core"`.
-check-robust: data        ## every chapter as another machine would run it: one core, noisy, no Java, downloads
+# Not part of `make test` (about seven times as long): every chapter quiet, beside a
+# busy core (with each chapter's slowdown), on one core, beside a noisy neighbour,
+# without Java and CI, and as the "no solutions" download; fails on any error or
+# undefined glue key. A subset: `make check-robust RUNS="quiet,busy core"`.
+check-robust: data        ## every chapter as another machine would run it: busy core, one core, noisy, no Java, downloads
 	$(BIN)/python notebooks/check_robust.py $(if $(RUNS),--runs "$(RUNS)")
 
 # Not part of `make test` (about an hour for every chapter): each chapter under another

@@ -10,13 +10,21 @@ metrics), :mod:`mfkit.evaluation` (ranking evaluation), :mod:`mfkit.retrieval`
 indexes), :mod:`mfkit.sparse` and :mod:`mfkit.als` (sparse data, ALS),
 :mod:`mfkit.distributed` (data-parallel training), :mod:`mfkit.embeddings` and
 :mod:`mfkit.plots` (inspecting models), :mod:`mfkit.measure` (time and memory),
-:mod:`mfkit.claims` (the checks behind the prose), :mod:`mfkit.seeding` (one switch
-that moves every seed), :mod:`mfkit.saving` (saved models) and :mod:`mfkit.cli` (the
-``mfkit`` command).
+:mod:`mfkit.claims` (the checks behind the prose), :mod:`mfkit.stats` (the one
+rule for "better"), :mod:`mfkit.threads` (threads beside a busy core),
+:mod:`mfkit.seeding` (one switch that moves every seed), :mod:`mfkit.saving` (saved
+models) and :mod:`mfkit.cli` (the ``mfkit`` command).
 """
 
-from mfkit.seeding import seed_offset as _seed_offset
-from mfkit.seeding import shift_seeds as _shift_seeds
+import os as _os
+
+# Read once, when torch loads its OpenMP runtime: threads that wait for each other
+# sleep instead of spinning, so a core busy with another program does not stall them
+# (mfkit.threads). Import mfkit before torch for it to apply.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from mfkit.seeding import seed_offset as _seed_offset  # noqa: E402
+from mfkit.seeding import shift_seeds as _shift_seeds  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -12,11 +12,15 @@ implicit-feedback papers (NCF): rank each user's held-out interaction among
 
 Scores come in batches of users as ``(batch, n_movies)`` matrices, so the
 ranking is a few matrix products and one ``topk`` per batch, never a Python loop
-over movies.
+over movies. Both protocols run on the threads the model asks for (``step_threads``,
+:mod:`mfkit.threads`): one for the models that score (user, movie) pairs, whose
+mid-sized steps gain little from a second thread and wait for it at every step
+when another program keeps a core busy; torch's setting for the others.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 
@@ -35,6 +39,7 @@ from mfkit.metrics import (
 from mfkit.models import SoftmaxModel
 from mfkit.retrieval import similarity, top_k_unseen
 from mfkit.sampling import NegativeSampler
+from mfkit.threads import torch_threads
 
 __all__ = [
     "evaluate_leave_one_out",
@@ -45,6 +50,18 @@ __all__ = [
 ]
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _on_model_threads(function: Callable) -> Callable:
+    """Run ``function(score, ...)`` on the threads the model asks for (``step_threads``):
+    one for the models that score pairs, torch's setting for the others."""
+
+    @functools.wraps(function)
+    def run(score, *args, **kwargs):
+        with torch_threads(getattr(score, "step_threads", None)):
+            return function(score, *args, **kwargs)
+
+    return run
 
 
 def scorer(
@@ -110,6 +127,7 @@ def top_k_for_users(
     return torch.cat(tops)
 
 
+@_on_model_threads
 def evaluate_ranking(
     score: Scorer | torch.nn.Module,
     indexer: Indexer,
@@ -178,6 +196,7 @@ def evaluate_ranking(
 
 
 @torch.no_grad()
+@_on_model_threads
 def evaluate_leave_one_out(
     score: Scorer | torch.nn.Module,
     indexer: Indexer,
@@ -188,7 +207,8 @@ def evaluate_leave_one_out(
     negatives: int | None = 99,
     seed: int = 0,
     batch_size: int = 512,
-) -> pd.Series:
+    per_case: bool = False,
+) -> pd.Series | pd.DataFrame:
     """Hit rate and NDCG at ``k`` of held-out interactions (the NCF protocol).
 
     Every row of ``test`` (usually each user's latest interaction, from
@@ -211,10 +231,15 @@ def evaluate_leave_one_out(
         Sampled negatives per case, or None for the full ranking.
     seed : int
         Seed of the negatives and of the tie-breaking.
+    per_case : bool
+        Return one row per case instead of the means: what :func:`mfkit.stats.paired`
+        compares between two models.
 
     Returns
     -------
-    Series with ``cases``, ``hit_rate@k`` and ``ndcg@k``.
+    Series with ``cases``, ``hit_rate@k`` and ``ndcg@k``; with ``per_case``, a
+    DataFrame with ``user_id``, ``hit_rate@k`` and ``ndcg@k``, one row per row of
+    ``test``, in its order.
     """
     if isinstance(score, torch.nn.Module):
         score.eval()
@@ -254,10 +279,12 @@ def evaluate_leave_one_out(
         ranks.append(above + (torch.rand(len(ties), generator=generator) * (ties + 1)).long())
     rank = torch.cat(ranks).double()
     hit = rank < k
-    return pd.Series(
+    cases = pd.DataFrame(
         {
-            "cases": len(users),
-            f"hit_rate@{k}": float(hit.double().mean()),
-            f"ndcg@{k}": float(torch.where(hit, 1 / torch.log2(rank + 2), 0.0).mean()),
+            f"hit_rate@{k}": hit.double().numpy(),
+            f"ndcg@{k}": torch.where(hit, 1 / torch.log2(rank + 2), 0.0).numpy(),
         }
     )
+    if per_case:
+        return cases.assign(user_id=test["user_id"].to_numpy())[["user_id", *cases.columns]]
+    return pd.Series({"cases": len(users), **cases.mean().to_dict()})

@@ -98,16 +98,33 @@ def mse_gathered(
     return F.mse_loss(pred, ratings)
 
 
-def batch_l2(model: torch.nn.Module, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+def _movie_l2(model: torch.nn.Module, movies: torch.Tensor) -> torch.Tensor:
+    penalty = model.movie_factors(movies).pow(2).sum(-1)
+    if getattr(model, "bias", False):
+        penalty = penalty + model.movie_bias(movies).squeeze(-1) ** 2
+    return penalty
+
+
+def batch_l2(
+    model: torch.nn.Module, users: torch.Tensor, movies: torch.Tensor, *more: torch.Tensor
+) -> torch.Tensor:
     """Mean over the batch of ``||U_i||^2 + ||V_j||^2`` (and squared biases, if any).
 
     Penalising only the rows a batch touches regularises frequent users and movies
-    more often, in proportion to their number of ratings.
+    more often, in proportion to their number of ratings. Further movie columns
+    (``more``) add their rows too: a BPR triple (user, positive, negative) is
+    penalised by ``||U_u||^2 + ||V_i||^2 + ||V_j||^2``, BPR-Opt's L2 term.
     """
-    penalty = model.user_factors(users).pow(2).sum(-1) + model.movie_factors(movies).pow(2).sum(-1)
+    if not (hasattr(model, "user_factors") and hasattr(model, "movie_factors")):
+        raise TypeError(
+            f"l2 penalises the embedding rows of a factorization model; {type(model).__name__} "
+            "has no user_factors / movie_factors: use fit(..., weight_decay=...) instead"
+        )
+    penalty = model.user_factors(users).pow(2).sum(-1)
     if getattr(model, "bias", False):
         penalty = penalty + model.user_bias(users).squeeze(-1) ** 2
-        penalty = penalty + model.movie_bias(movies).squeeze(-1) ** 2
+    for column in (movies, *more):
+        penalty = penalty + _movie_l2(model, column)
     return penalty.mean()
 
 
@@ -239,13 +256,19 @@ def softmax_loss(
 
 
 def implicit_bce(
-    model: torch.nn.Module, users: torch.Tensor, movies: torch.Tensor, labels: torch.Tensor
+    model: torch.nn.Module,
+    users: torch.Tensor,
+    movies: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    l2: float = 0.0,
 ) -> torch.Tensor:
     """Binary cross-entropy of ``sigmoid(model(users, movies))`` against 0/1 ``labels``.
 
     The model returns logits (any score works: a matrix factorization's
     ``<U_i, V_j> + b_i + c_j`` too); the sigmoid is applied here, in the
-    numerically stable ``binary_cross_entropy_with_logits``.
+    numerically stable ``binary_cross_entropy_with_logits``. ``l2`` adds
+    ``l2 * batch_l2`` over every row of the batch, the sampled negatives' included.
 
     Examples
     --------
@@ -254,7 +277,8 @@ def implicit_bce(
     >>> implicit_bce(model, torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([1.0, 0.0]))
     tensor(0.6931, grad_fn=<BinaryCrossEntropyWithLogitsBackward0>)
     """
-    return F.binary_cross_entropy_with_logits(model(users, movies), labels.float())
+    loss = F.binary_cross_entropy_with_logits(model(users, movies), labels.float())
+    return loss + l2 * batch_l2(model, users, movies) if l2 else loss
 
 
 def _score_gap(
@@ -270,13 +294,19 @@ def _score_gap(
 
 
 def bpr_loss(
-    model: torch.nn.Module, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+    model: torch.nn.Module,
+    users: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    *,
+    l2: float = 0.0,
 ) -> torch.Tensor:
     """Bayesian personalized ranking: mean ``-log sigmoid(s(u, i) - s(u, j))``.
 
     Each triple says that user ``users[k]`` prefers ``positives[k]`` (an interaction)
     to ``negatives[k]`` (a sampled movie). The loss only cares about the *order* of
-    the two scores, not their values (Rendle et al. 2009).
+    the two scores, not their values (Rendle et al. 2009). ``l2`` adds BPR-Opt's
+    penalty, ``l2 * batch_l2`` over the user, positive and negative rows.
 
     Examples
     --------
@@ -285,7 +315,8 @@ def bpr_loss(
     >>> bpr_loss(model, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]))  # log 2
     tensor(0.6931, grad_fn=<NegBackward0>)
     """
-    return -F.logsigmoid(_score_gap(model, users, positives, negatives)).mean()
+    loss = -F.logsigmoid(_score_gap(model, users, positives, negatives)).mean()
+    return loss + l2 * batch_l2(model, users, positives, negatives) if l2 else loss
 
 
 def hinge_loss(
@@ -295,11 +326,13 @@ def hinge_loss(
     negatives: torch.Tensor,
     *,
     margin: float = 1.0,
+    l2: float = 0.0,
 ) -> torch.Tensor:
     """Pairwise hinge loss: mean ``max(0, margin - (s(u, i) - s(u, j)))``.
 
     Zero once every positive beats its negative by ``margin``; pass another margin
-    with ``functools.partial(hinge_loss, margin=0.5)``.
+    with ``functools.partial(hinge_loss, margin=0.5)``. ``l2`` adds ``l2 *
+    batch_l2`` over the user, positive and negative rows, as in :func:`bpr_loss`.
 
     Examples
     --------
@@ -310,7 +343,8 @@ def hinge_loss(
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    return F.relu(margin - _score_gap(model, users, positives, negatives)).mean()
+    loss = F.relu(margin - _score_gap(model, users, positives, negatives)).mean()
+    return loss + l2 * batch_l2(model, users, positives, negatives) if l2 else loss
 
 
 def next_item_ce(

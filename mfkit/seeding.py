@@ -2,7 +2,7 @@
 
 A claim in the prose ("the tuned network beats the base one") must hold for any seed,
 not only for the one the chapter happens to use. With ``MFKIT_SEED_OFFSET=N`` in the
-environment, importing :mod:`mfkit` shifts every integer seed by ``N``: those of
+environment, importing ``mfkit`` shifts every integer seed by ``N``: those of
 ``mfkit`` itself and those the chapters set on the page (``torch.manual_seed(0)``,
 ``torch.Generator().manual_seed(0)``, ``np.random.default_rng(0)``,
 ``np.random.RandomState(0)``, and so the peers that seed through them, such as

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mfkit.threads import check_threads, torch_threads
+
 __all__ = ["DivergedError", "History", "evaluate", "fit", "rating_rmse"]
 
 Loss = Callable[..., torch.Tensor]
@@ -176,6 +178,7 @@ def fit(
     seed: int | None = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    threads: int | None | str = "auto",
 ) -> History:
     """Train ``model`` on ``data`` with mini-batches; return the :class:`History`.
 
@@ -217,6 +220,14 @@ def fit(
         Where to train, e.g. ``"cuda"``.
     progress : bool
         Show a progress bar over epochs.
+    threads : int, None or "auto"
+        torch threads while training with mini-batches, evaluation after each epoch
+        included (``None``: torch's setting). ``"auto"`` takes the model's
+        ``step_threads``: one for the models that score (user, movie) pairs (matrix
+        factorization, the feature models, ``ImplicitMLP``, ``NeuMF``), whose small
+        steps keep their speed on one thread beside a busy core
+        (:mod:`mfkit.threads`); torch's setting for the others. Full-batch steps
+        always use torch's setting.
 
     Raises
     ------
@@ -230,6 +241,9 @@ def fit(
         )
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    if threads == "auto":
+        threads = getattr(model, "step_threads", None)
+    check_threads(threads)
     if patience is not None and valid is None:
         raise ValueError("early stopping (patience) needs validation data (valid=...)")
     device = torch.device(device)
@@ -245,50 +259,51 @@ def fit(
     history = History()
     best_score, best_state = math.inf, None
     bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
-        if fresh:
-            train = _to(data(epoch), device)
-        n = len(train[0])
-        model.train()
-        total = torch.zeros((), device=device)
-        for batch in _batches(train, batch_size, generator):
-            value = loss(model, *batch)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            total += value.detach() * len(batch[0])
-        train_loss = float(total) / n
-        if not math.isfinite(train_loss):
-            raise DivergedError(
-                f"the training loss became {train_loss} in epoch {epoch} (lr={lr}, "
-                f"optimizer={optimizer!r}): try a smaller learning rate, a smaller "
-                "initialisation scale, or some weight decay"
-            )
-        history.train_loss.append(train_loss)
-        history.seconds.append(time.perf_counter() - start)
-        model.eval()
-        with torch.no_grad():
-            if metric is not None and metric_on_train:
-                history.train_metric.append(float(metric(model, *_columns(train))))
+    with torch_threads(threads if batch_size is not None else None):
+        for epoch in bar:
+            start = time.perf_counter()
+            if fresh:
+                train = _to(data(epoch), device)
+            n = len(train[0])
+            model.train()
+            total = torch.zeros((), device=device)
+            for batch in _batches(train, batch_size, generator):
+                value = loss(model, *batch)
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                total += value.detach() * len(batch[0])
+            train_loss = float(total) / n
+            if not math.isfinite(train_loss):
+                raise DivergedError(
+                    f"the training loss became {train_loss} in epoch {epoch} (lr={lr}, "
+                    f"optimizer={optimizer!r}): try a smaller learning rate, a smaller "
+                    "initialisation scale, or some weight decay"
+                )
+            history.train_loss.append(train_loss)
+            history.seconds.append(time.perf_counter() - start)
+            model.eval()
+            with torch.no_grad():
+                if metric is not None and metric_on_train:
+                    history.train_metric.append(float(metric(model, *_columns(train))))
+                if valid is not None:
+                    history.valid_loss.append(evaluate(model, valid, loss))
+                    if metric is not None:
+                        history.valid_metric.append(float(metric(model, *_columns(valid))))
             if valid is not None:
-                history.valid_loss.append(evaluate(model, valid, loss))
-                if metric is not None:
-                    history.valid_metric.append(float(metric(model, *_columns(valid))))
-        if valid is not None:
-            score = (history.valid_metric or history.valid_loss)[-1]
-            score = score if minimize else -score
-            if score < best_score:
-                best_score, history.best_epoch = score, epoch
-                if patience is not None:
-                    best_state = copy.deepcopy(model.state_dict())
-            elif patience is not None and epoch - (history.best_epoch or 0) >= patience:
-                history.stopped_early = True
-                break
-        postfix = {"train": f"{train_loss:.4f}"}
-        if history.valid_loss:
-            postfix["valid"] = f"{(history.valid_metric or history.valid_loss)[-1]:.4f}"
-        bar.set_postfix(postfix)
+                score = (history.valid_metric or history.valid_loss)[-1]
+                score = score if minimize else -score
+                if score < best_score:
+                    best_score, history.best_epoch = score, epoch
+                    if patience is not None:
+                        best_state = copy.deepcopy(model.state_dict())
+                elif patience is not None and epoch - (history.best_epoch or 0) >= patience:
+                    history.stopped_early = True
+                    break
+            postfix = {"train": f"{train_loss:.4f}"}
+            if history.valid_loss:
+                postfix["valid"] = f"{(history.valid_metric or history.valid_loss)[-1]:.4f}"
+            bar.set_postfix(postfix)
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -496,6 +496,27 @@ def test_leave_one_out_full_ranking_at_known_ranks() -> None:
         assert result[f"ndcg@{k}"] == pytest.approx(ndcg)
 
 
+def test_leave_one_out_per_case_rows_are_each_cases_rank_and_average_to_the_summary() -> None:
+    train, test, train_rows, held_rows = toy_split()
+    scores = torch.randn(N_USERS, N_MOVIES, generator=torch.Generator().manual_seed(0))
+    args = (lambda rows: scores[rows], toy_indexer(), train, test)
+    cases = evaluate_leave_one_out(*args, k=5, negatives=None, per_case=True)
+    assert list(cases.columns) == ["user_id", "hit_rate@5", "ndcg@5"]
+    assert cases["user_id"].tolist() == test["user_id"].tolist()
+    for u, held in enumerate(held_rows):
+        rank = sum(
+            1
+            for j in range(N_MOVIES)
+            if j != held and j not in train_rows[u] and scores[u, j] > scores[u, held]
+        )
+        assert cases["hit_rate@5"][u] == float(rank < 5)
+        assert cases["ndcg@5"][u] == pytest.approx(1 / math.log2(rank + 2) if rank < 5 else 0.0)
+    summary = evaluate_leave_one_out(*args, k=5, negatives=None)
+    assert summary[["hit_rate@5", "ndcg@5"]].to_numpy() == pytest.approx(
+        cases[["hit_rate@5", "ndcg@5"]].mean().to_numpy()
+    )
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_leave_one_out_sampling_every_unseen_movie_equals_the_full_ranking(seed: int) -> None:
     train, test, train_rows, held_rows = toy_split(seed)

@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from mfkit.losses import batch_l2, mse_dense, mse_gathered, observed_mse
+from mfkit.losses import (
+    batch_l2,
+    bpr_loss,
+    hinge_loss,
+    implicit_bce,
+    mse_dense,
+    mse_gathered,
+    observed_mse,
+)
 from mfkit.models import MatrixFactorization
 
 
@@ -93,6 +101,40 @@ def test_batch_l2_equals_brute_force(bias: bool) -> None:
 def test_batch_l2_ignores_the_global_mean() -> None:
     model = MatrixFactorization(2, 2, 1, bias=True, global_mean=100.0, init_std=0.0, seed=0)
     assert batch_l2(model, torch.tensor([0, 1]), torch.tensor([1, 0])).item() == 0.0
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_batch_l2_of_triples_adds_the_negative_rows(bias: bool) -> None:
+    model, users, movies, _ = make_batch(bias)
+    negatives = movies.flip(0)
+    triple = batch_l2(model, users, movies, negatives)
+    extra = [
+        sum(x * x for x in model.V[j].tolist())
+        + (model.movie_bias.weight[j, 0].item() ** 2 if bias else 0.0)
+        for j in negatives.tolist()
+    ]
+    expected = brute_l2(model, users, movies) + sum(extra) / len(extra)
+    assert triple.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_batch_l2_needs_factor_tables() -> None:
+    with pytest.raises(TypeError, match="weight_decay"):
+        batch_l2(torch.nn.Linear(2, 1), torch.tensor([0]), torch.tensor([0]))
+
+
+@pytest.mark.parametrize(
+    "loss, columns",
+    [(bpr_loss, "triples"), (hinge_loss, "triples"), (implicit_bce, "pairs")],
+)
+def test_ranking_losses_add_l2_over_every_row_they_score(loss, columns) -> None:
+    model, users, movies, _ = make_batch(bias=True)
+    other = movies.flip(0)
+    batch = (users, movies, other) if columns == "triples" else (users, movies, (other > 4).float())
+    plain = loss(model, *batch)
+    rows = (users, movies, other) if columns == "triples" else (users, movies)
+    expected = plain + 0.3 * batch_l2(model, *rows)
+    torch.testing.assert_close(loss(model, *batch, l2=0.3), expected)
+    torch.testing.assert_close(loss(model, *batch, l2=0.0), plain)
 
 
 def make_batch(bias: bool):

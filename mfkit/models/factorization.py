@@ -111,6 +111,8 @@ class MatrixFactorization(nn.Module):
     torch.Size([1, 4])
     """
 
+    step_threads = 1  # mini-batch steps on one thread (mfkit.threads)
+
     def __init__(
         self,
         n_users: int,

@@ -14,6 +14,7 @@ from torch import nn
 
 from mfkit.features import SideFeatures
 from mfkit.models._layers import SideFeatureModel, check_mlp_args, mlp, one_hot
+from mfkit.threads import torch_threads
 
 __all__ = ["DemographicsModel", "HybridModel"]
 
@@ -26,6 +27,8 @@ class _FeatureModel(SideFeatureModel):
     :class:`MatrixFactorization` does and the training loop, :func:`score_all`-based
     evaluation and recommendation work unchanged.
     """
+
+    step_threads = 1  # mini-batch steps and score_all on one thread (mfkit.threads)
 
     def __init__(self, side: SideFeatures, rating_range: tuple[float, float]) -> None:
         super().__init__()
@@ -72,6 +75,7 @@ class _FeatureModel(SideFeatureModel):
             )
         return torch.cat(rows)
 
+    @torch_threads(1)
     def score_all(self, users: torch.Tensor, *, chunk: int = 65_536) -> torch.Tensor:
         """Predicted ratings of every movie for each of ``users``: ``(len(users), n_movies)``."""
         users = users.to(self.user_age.device)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from mfkit.models._layers import check_mlp_args, mlp
+from mfkit.threads import torch_threads
 
 __all__ = ["ImplicitMLP", "drop_ids"]
 
@@ -81,6 +82,8 @@ class ImplicitMLP(nn.Module):
     (torch.Size([2, 3]), 4)
     """
 
+    step_threads = 1  # mini-batch steps and score_all on one thread (mfkit.threads)
+
     def __init__(
         self,
         n_users: int,
@@ -144,6 +147,7 @@ class ImplicitMLP(nn.Module):
         )
         return self.output(self.mlp(x)).squeeze(-1)
 
+    @torch_threads(1)
     def score_all(self, users: torch.Tensor, *, chunk: int = 16_384) -> torch.Tensor:
         """Logits of every movie for each of ``users``: ``(len(users), n_movies)``.
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mfkit.models._layers import check_mlp_args, mlp
+from mfkit.threads import torch_threads
 
 __all__ = ["EASE", "NeuMF", "ease_weights"]
 
@@ -53,6 +54,8 @@ class NeuMF(nn.Module):
     >>> model.score_all(torch.tensor([0, 1])).shape
     torch.Size([2, 4])
     """
+
+    step_threads = 1  # mini-batch steps and score_all on one thread (mfkit.threads)
 
     def __init__(
         self,
@@ -120,6 +123,7 @@ class NeuMF(nn.Module):
         """Logits of the pairs ``(users[k], movies[k])``."""
         return self.output(self.features(users, movies)).squeeze(-1)
 
+    @torch_threads(1)
     def score_all(self, users: torch.Tensor, *, chunk: int = 128) -> torch.Tensor:
         """Logits of every movie for each of ``users``: ``(len(users), n_movies)``.
 
