@@ -29,33 +29,25 @@ import time
 
 from common import machine, write
 
+MF = """
+from mfkit.data import synthetic_movielens
+from mfkit.features import Indexer
+from mfkit.losses import observed_mse
+from mfkit.models import MatrixFactorization
+from mfkit.train import fit
+ds = synthetic_movielens(943, 1682, {ratings}, seed=0)
+idx = Indexer.from_movielens(ds)
+data = idx.pairs(ds.ratings) + (torch.tensor(ds.ratings.rating.to_numpy(), dtype=torch.float32),)
+model = MatrixFactorization(idx.n_users, idx.n_movies, dim=32, bias=True, seed=0)
+START()
+fit(model, data, observed_mse, epochs={epochs}, batch_size={batch}, progress=False, threads=None)
+"""
+
 WORK = {
-    "small-batch MF (batch 64, 1 epoch of 20K ratings)": """
-from mfkit.data import synthetic_movielens
-from mfkit.features import Indexer
-from mfkit.losses import observed_mse
-from mfkit.models import MatrixFactorization
-from mfkit.train import fit
-ds = synthetic_movielens(943, 1682, 20_000, seed=0)
-idx = Indexer.from_movielens(ds)
-data = idx.pairs(ds.ratings) + (torch.tensor(ds.ratings.rating.to_numpy(), dtype=torch.float32),)
-model = MatrixFactorization(idx.n_users, idx.n_movies, dim=32, bias=True, seed=0)
-START()
-fit(model, data, observed_mse, epochs=1, batch_size=64, progress=False, threads=None)
-""",
-    "MF batch 1024 (3 epochs of 80K ratings)": """
-from mfkit.data import synthetic_movielens
-from mfkit.features import Indexer
-from mfkit.losses import observed_mse
-from mfkit.models import MatrixFactorization
-from mfkit.train import fit
-ds = synthetic_movielens(943, 1682, 80_000, seed=0)
-idx = Indexer.from_movielens(ds)
-data = idx.pairs(ds.ratings) + (torch.tensor(ds.ratings.rating.to_numpy(), dtype=torch.float32),)
-model = MatrixFactorization(idx.n_users, idx.n_movies, dim=32, bias=True, seed=0)
-START()
-fit(model, data, observed_mse, epochs=3, batch_size=1024, progress=False, threads=None)
-""",
+    "small-batch MF (batch 64, 1 epoch of 20K ratings)": MF.format(
+        ratings=20_000, epochs=1, batch=64
+    ),
+    "MF batch 1024 (3 epochs of 80K ratings)": MF.format(ratings=80_000, epochs=3, batch=1024),
     "softmax batch 512 (1 epoch of 20K (user, movie) examples)": """
 import functools
 from mfkit.losses import softmax_loss
