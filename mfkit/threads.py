@@ -14,9 +14,9 @@ each kind of work the chapters do, quiet and beside a busy core, with each setti
   mfkit first. It kept the large operations that gain from two threads (the softmax,
   sequence and two-tower models, whose steps score the whole catalogue, full-batch
   steps, EASE's solve, faiss, t-SNE) within about 1.1-1.7x of their quiet time
-  beside a busy core (spinning threads: up to 3x), for little cost when quiet;
-- **one thread** where it was as fast as two when quiet, and where sleeping threads
-  are slow to wake for small steps: the mini-batch steps of the models that score
+  beside a busy core (spinning threads: up to 3x), at 1-33% more time when quiet;
+- **one thread** where it was about as fast as two when quiet, or where sleeping
+  threads were slow to wake for many small steps: the mini-batch steps of the models that score
   (user, movie) pairs (``step_threads = 1``: matrix factorization, the feature
   models, ``ImplicitMLP``, ``NeuMF``), their ``score_all`` and ranking evaluations
   (:mod:`mfkit.evaluation`). For the feature models two sleeping threads were the
