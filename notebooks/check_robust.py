@@ -110,7 +110,7 @@ RUNS = (
     "busy core",
     "one core",
     "noisy neighbour",
-    "no Java, CI unset",
+    "no Java and CI unset",
     "no-solutions downloads",
 )
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "busy core": ([], base, BUSY, folder),
             "one core": (["taskset", "-c", "0"], base, None, folder),
             "noisy neighbour": ([], base, NOISE, folder),
-            "no Java, CI unset": ([], no_java, None, folder),
+            "no Java and CI unset": ([], no_java, None, folder),
             "no-solutions downloads": ([], base, None, students),
         }
         results = {}
