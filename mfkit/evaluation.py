@@ -20,7 +20,6 @@ when another program keeps a core busy; torch's setting for the others.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 
@@ -39,7 +38,7 @@ from mfkit.metrics import (
 from mfkit.models import SoftmaxModel
 from mfkit.retrieval import similarity, top_k_unseen
 from mfkit.sampling import NegativeSampler
-from mfkit.threads import torch_threads
+from mfkit.threads import on_model_threads
 
 __all__ = [
     "evaluate_leave_one_out",
@@ -50,18 +49,6 @@ __all__ = [
 ]
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _on_model_threads(function: Callable) -> Callable:
-    """Run ``function(score, ...)`` on the threads the model asks for (``step_threads``):
-    one for the models that score pairs, torch's setting for the others."""
-
-    @functools.wraps(function)
-    def run(score, *args, **kwargs):
-        with torch_threads(getattr(score, "step_threads", None)):
-            return function(score, *args, **kwargs)
-
-    return run
 
 
 def scorer(
@@ -127,7 +114,7 @@ def top_k_for_users(
     return torch.cat(tops)
 
 
-@_on_model_threads
+@on_model_threads
 def evaluate_ranking(
     score: Scorer | torch.nn.Module,
     indexer: Indexer,
@@ -196,7 +183,7 @@ def evaluate_ranking(
 
 
 @torch.no_grad()
-@_on_model_threads
+@on_model_threads
 def evaluate_leave_one_out(
     score: Scorer | torch.nn.Module,
     indexer: Indexer,

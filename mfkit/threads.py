@@ -24,17 +24,19 @@ each kind of work the chapters do, quiet and beside a busy core, with each setti
   63 s with two spinning ones.
 
 :func:`torch_threads` applies a thread count to a block or a function; a chapter's
-own training loop uses it too (chapter 2).
+own training loop uses it too (chapter 2). :func:`on_model_threads` runs a function
+of a model on the model's ``step_threads``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 
-__all__ = ["check_threads", "torch_threads"]
+__all__ = ["check_threads", "on_model_threads", "torch_threads"]
 
 
 def check_threads(n: int | None) -> None:
@@ -67,3 +69,19 @@ def torch_threads(n: int | None) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def on_model_threads(function: Callable) -> Callable:
+    """Decorate ``function(model, ...)`` to run on the model's ``step_threads``.
+
+    One thread for the models that set ``step_threads = 1``, torch's setting for any
+    other first argument (another model, a plain scoring function). Used for the
+    pair models' ``score_all`` (the model is ``self``) and :mod:`mfkit.evaluation`.
+    """
+
+    @functools.wraps(function)
+    def run(model, *args, **kwargs):
+        with torch_threads(getattr(model, "step_threads", None)):
+            return function(model, *args, **kwargs)
+
+    return run

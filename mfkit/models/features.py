@@ -14,7 +14,7 @@ from torch import nn
 
 from mfkit.features import SideFeatures
 from mfkit.models._layers import SideFeatureModel, check_mlp_args, mlp, one_hot
-from mfkit.threads import torch_threads
+from mfkit.threads import on_model_threads
 
 __all__ = ["DemographicsModel", "HybridModel"]
 
@@ -75,7 +75,7 @@ class _FeatureModel(SideFeatureModel):
             )
         return torch.cat(rows)
 
-    @torch_threads(1)
+    @on_model_threads
     def score_all(self, users: torch.Tensor, *, chunk: int = 65_536) -> torch.Tensor:
         """Predicted ratings of every movie for each of ``users``: ``(len(users), n_movies)``."""
         users = users.to(self.user_age.device)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mfkit.models._layers import check_mlp_args, mlp
-from mfkit.threads import torch_threads
+from mfkit.threads import on_model_threads
 
 __all__ = ["ImplicitMLP", "drop_ids"]
 
@@ -147,7 +147,7 @@ class ImplicitMLP(nn.Module):
         )
         return self.output(self.mlp(x)).squeeze(-1)
 
-    @torch_threads(1)
+    @on_model_threads
     def score_all(self, users: torch.Tensor, *, chunk: int = 16_384) -> torch.Tensor:
         """Logits of every movie for each of ``users``: ``(len(users), n_movies)``.
 

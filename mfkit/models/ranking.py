@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mfkit.models._layers import check_mlp_args, mlp
-from mfkit.threads import torch_threads
+from mfkit.threads import on_model_threads
 
 __all__ = ["EASE", "NeuMF", "ease_weights"]
 
@@ -123,7 +123,7 @@ class NeuMF(nn.Module):
         """Logits of the pairs ``(users[k], movies[k])``."""
         return self.output(self.features(users, movies)).squeeze(-1)
 
-    @torch_threads(1)
+    @on_model_threads
     def score_all(self, users: torch.Tensor, *, chunk: int = 128) -> torch.Tensor:
         """Logits of every movie for each of ``users``: ``(len(users), n_movies)``.
 
