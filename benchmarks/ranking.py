@@ -3,55 +3,38 @@
 The protocol is chapter 7's, as chapter 8 sets it up: every ML-100K rating is an
 interaction (:func:`mfkit.sampling.implicit`), each user's latest interaction is
 the test case and the one before it the validation case
-(:func:`mfkit.splits.leave_one_out` twice, ``seed=0``). Models train on the
-remaining interactions. Every choice is made on the **full ranking** of the
+(:func:`mfkit.splits.leave_one_out` twice, ``seed=0``).
+
+**Equal tuning.** Every model gets a grid over the settings that matter for it
+(``GRIDS``, listed under the table), searched on the **full ranking** of the
 validation cases (the held-out movie among every movie the user has no training
-interaction with): the number of epochs of every gradient-trained model (early
-stopping on validation NDCG@10, best weights restored) and EASE's ``lambda``
-(a grid). The test cases are scored once, on the full ranking and among 99
-sampled negatives (:func:`mfkit.evaluation.evaluate_leave_one_out`).
+interaction with), with models trained on the training interactions from seed 0.
+Every gradient-trained model also chooses its number of epochs there, by early
+stopping on validation NDCG@10 (at most ``--max-epochs``, patience
+``--patience``). The grids cover the L2 penalty of matrix factorization with
+BPR, the hinge loss and binary cross-entropy (over the rows of the user, the
+interaction and the sampled negatives), its size and learning rate; the
+``implicit`` library's ALS (factors, regularization, alpha) and BPR (factors,
+learning rate, regularization, iterations); the networks' learning rates; EASE's
+``lambda``; the sequence models' windows, decays and learning rates; the blend's
+weights.
 
-Rows, with the settings of the chapter that teaches each model:
+**Refit for the test.** With its setting and number of epochs chosen, each model
+is trained again on training plus validation interactions (everything before
+the test case), from each of ``SEEDS``, and scored once on the test cases: on
+the full ranking and among 99 sampled negatives
+(:func:`mfkit.evaluation.evaluate_leave_one_out`). The table gives the mean over
+the seeds and their standard deviation; each case's numbers are averaged over
+the seeds before two models are compared.
 
-* most popular (:func:`mfkit.evaluation.popularity_scorer`);
-* chapter 5's softmax model (:class:`mfkit.models.SoftmaxModel`) with the base
-  setting of that chapter's sweep (32 dimensions, Adam at 0.01, batches of 512,
-  :func:`mfkit.losses.softmax_loss`; the sweep itself ran on u1): its input
-  bags are the training interactions, and at test time the interactions before
-  the test case (so the validation case is in the bag, as it is for EASE);
-* chapter 7's MF-BCE (biases, 32 dimensions, Adam at 0.01, batches of 4,096, four
-  uniform negatives per interaction) and its tuned network
-  (:class:`mfkit.models.ImplicitMLP`, one hidden layer of 64, 32 dimensions,
-  dropout 0.2, Adam at 0.01: the settings its studies keep);
-* chapter 8's matrix factorization trained with BPR, the hinge loss and binary
-  cross-entropy (32 dimensions, no biases, Adam at 0.003), GMF, the MLP branch,
-  NeuMF from scratch (Adam at 0.003) and from the pre-trained branches (Adam at
-  0.001), and EASE (``lambda`` from the grid; test scores from the interactions
-  before the test case, as in the chapter);
-* chapter 9's order-aware models, on histories in time order
-  (:func:`mfkit.sequences.histories`): transition counts of the last few movies
-  with a recency decay, a recency-weighted item-item (cosine) model, both with
-  their settings from a grid on validation; GRU4Rec (:class:`mfkit.models.GRU4Rec`)
-  and SASRec (:class:`mfkit.models.SASRec`: 64 dimensions, 2 blocks, 1 head, the
-  latest 50 movies, dropout 0.2) trained with the full softmax
-  (:func:`mfkit.losses.next_item_ce`), and SASRec with one sampled negative
-  (:func:`mfkit.losses.next_item_bce`), Adam at 0.01, batches of 128 histories;
-  and the chapter's blend: EASE and the three best of these on validation,
-  scores standardized per user and added with weights in {0, 1/2, 1} chosen on
-  validation;
-* the named peers, the ``implicit`` library's ALS and BPR with chapter 8's
-  settings: 64 factors and the library's defaults otherwise (ALS: regularization
-  0.01, 15 iterations; BPR: learning rate 0.01, 100 iterations), BPR on one thread
-  (``num_threads=1``), since its parallel updates vary from run to run.
+**One rule for "better".** Rows are compared with :func:`mfkit.stats.paired`:
+the 95% interval of the mean per-case difference in full-ranking test NDCG@10,
+and the word it licenses (ahead of / level with / behind). Every row is compared
+with the leader (the best row on validation), and issue 30's targets are checked
+with met / short by.
 
-The chapters cap their epochs to stay quick; here every gradient-trained model
-may run up to ``--max-epochs`` epochs and stops after ``--patience`` epochs
-without a better validation NDCG@10. Seconds cover training with the
-validation rankings after each epoch (for EASE, the whole ``lambda`` grid; for
-NeuMF pre-trained, its two branches too).
-
-Run ``make bench-ranking``. It prints a markdown table and writes it to
-``book/benchmarks/ranking.md``.
+Run ``make bench-ranking`` (about an hour on two cores). It prints a markdown
+table and writes it to ``book/benchmarks/ranking.md``.
 """
 
 from __future__ import annotations
@@ -61,7 +44,8 @@ import functools
 import itertools
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -101,21 +85,108 @@ from mfkit.sequences import (
     transition_counts,
 )
 from mfkit.splits import leave_one_out
+from mfkit.stats import paired, seed_spread
 from mfkit.train import fit
 
-EASE_GRID = (50, 100, 200, 500, 1000)
-NEUMF_SHAPE = {"dim": 32, "hidden": (64, 32, 16), "seed": 0}
-TARGET = {"HR@10": 0.155, "NDCG@10": 0.075}  # issue 21's target on the full ranking
-SEQUENCE_TARGET = {"HR@10": 0.21, "NDCG@10": 0.115}  # issue 22's, for chapter 9's best model
+SEEDS = (0, 1, 2)  # the refits for the test; the search on validation uses seed 0
 MAXLEN = 50  # the latest movies a sequence model reads
-TRANSITION_GRID = ((1, 1.0), (5, 0.7), (10, 0.8), (20, 0.85), (20, 0.9), (40, 0.9))
-ITEM_DECAY_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-COLUMNS = ["full HR@10", "full NDCG@10", "sampled HR@10", "sampled NDCG@10", "seconds"]
+MF_GRID = {"dim": (32, 64), "lr": (0.003, 0.01), "l2": (0.0, 1e-4, 1e-3, 1e-2)}
+NETWORK_GRID = {"lr": (0.001, 0.003, 0.01)}
+GRIDS = {
+    "MF-BPR, MF-hinge, MF-BCE": MF_GRID,
+    "softmax (ch. 5)": {"lr": (0.003, 0.01)},
+    "ImplicitMLP, GMF, MLP, NeuMF": NETWORK_GRID,
+    "NeuMF, pre-trained": {"lr": (0.0003, 0.001)},
+    "EASE": {"lam": (50, 100, 200, 500, 1000)},
+    "implicit ALS": {
+        "factors": (32, 64, 128),
+        "regularization": (0.01, 0.1, 1.0, 3.0, 10.0, 30.0),
+        "alpha": (0.5, 1.0, 2.0, 5.0),
+    },
+    "implicit BPR": {
+        "factors": (64, 128),
+        "learning_rate": (0.002, 0.005, 0.01),
+        "regularization": (0.001, 0.01),
+        "iterations": (100, 300),
+    },
+    "transitions (ch. 9)": {"last": (1, 5, 10, 20, 40), "decay": (0.7, 0.85, 0.9, 1.0)},
+    "recency item-item (ch. 9)": {"decay": (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)},
+    "GRU4Rec, SASRec (ch. 9)": {"lr": (0.001, 0.003, 0.01)},
+    "blend (ch. 9)": {"weight of each part": (0, 0.5, 1)},
+}
+GRID_GROUPS = {
+    "factorizations": ["MF-BPR, MF-hinge, MF-BCE", "EASE", "implicit ALS", "implicit BPR"],
+    "networks": ["softmax (ch. 5)", "ImplicitMLP, GMF, MLP, NeuMF", "NeuMF, pre-trained"],
+    "sequences": [
+        "transitions (ch. 9)",
+        "recency item-item (ch. 9)",
+        "GRU4Rec, SASRec (ch. 9)",
+        "blend (ch. 9)",
+    ],
+}
+NEUMF_SHAPE = {"dim": 32, "hidden": (64, 32, 16)}
+CHAPTER_8 = ["MF-BPR", "MF-hinge", "MF-BCE", "GMF", "MLP", "NeuMF", "NeuMF, pre-trained", "EASE"]
+# Full-ranking test (HR@10, NDCG@10): chapter 8's target for its best model, and
+# issue 30's for the models with an outside reference on this split.
+TARGETS = {
+    "SASRec, softmax (ch. 9)": (0.195, 0.109),
+    "GRU4Rec (ch. 9)": (0.175, 0.090),
+    "blend (ch. 9)": (0.215, 0.118),
+}
+CHAPTER_8_TARGET = (0.155, 0.075)
+METRICS = ("HR@10", "NDCG@10")
+
+
+def settings(grid: dict) -> list[dict]:
+    """Every combination of a grid's values, as keyword dicts."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def described(setting: dict) -> str:
+    return ", ".join(f"{key} {value:g}" for key, value in setting.items())
+
+
+class Interactions:
+    """One set of training interactions, in every form a model reads them."""
+
+    def __init__(self, idx: Indexer, frame: pd.DataFrame, seed: int = 0) -> None:
+        self.idx, self.frame, self.n = idx, frame, idx.n_movies
+        self.users, self.movies = idx.pairs(frame)
+        self.bags = idx.bags(frame)
+        ids = {"users": idx.users.ids, "items": idx.movies.ids}
+        self.sampler = NegativeSampler(frame, self.n, **ids, seed=seed)
+        self.sequences = histories(frame, idx)  # whole histories, for the counting models
+        self.recent = histories(frame, idx, maxlen=MAXLEN)  # what a sequence model reads
+        self.inputs, self.targets = next_item_examples(histories(frame, idx, maxlen=MAXLEN + 1))
+        self.draws = torch.Generator().manual_seed(seed)
+
+    def triples(self, epoch):
+        """Every interaction with one fresh uniform negative (BPR, hinge)."""
+        negatives = torch.from_numpy(self.sampler.sample_for(self.users.numpy()))
+        return self.users, self.movies, negatives
+
+    def labelled(self, epoch):
+        """Every interaction and four fresh uniform negatives each (binary cross-entropy)."""
+        return self.sampler.training_data(ratio=4)
+
+    def pairs(self, epoch):
+        return self.users, self.movies
+
+    def next_items(self, epoch):
+        return self.inputs, self.targets
+
+    def next_items_negatives(self, epoch):
+        """Next-item examples and one random negative per step (SASRec's BCE)."""
+        return (
+            self.inputs,
+            self.targets,
+            torch.randint(self.n, self.targets.shape, generator=self.draws),
+        )
 
 
 @dataclass
 class Split:
-    """The data every model shares: chapter 8's split, its index and tensors."""
+    """Chapter 8's split; the training interactions, and training plus validation per seed."""
 
     idx: Indexer
     genres: torch.Tensor
@@ -123,6 +194,10 @@ class Split:
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        self.fitting = Interactions(self.idx, self.train)
+        self.refitting = {seed: Interactions(self.idx, self.before_test, seed) for seed in SEEDS}
 
     @classmethod
     def load(cls) -> Split:
@@ -132,326 +207,429 @@ class Split:
         genres = torch.tensor(ml.movies[ml.genres].to_numpy(), dtype=torch.float32)
         return cls(Indexer.from_movielens(ml), genres, before_test, train, valid, test)
 
-    def rows(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.idx.pairs(frame)
+    def cases(self, score, on: str = "valid", negatives: int | None = None) -> pd.DataFrame:
+        """HR@10 and NDCG@10 of each validation or test case, a row each."""
+        history, held_out = (
+            (self.train, self.valid) if on == "valid" else (self.before_test, self.test)
+        )
+        frame = evaluate_leave_one_out(
+            score, self.idx, history, held_out, negatives=negatives, per_case=True
+        )
+        return frame[["hit_rate@10", "ndcg@10"]].set_axis(METRICS, axis=1)
 
-    def sampler(self) -> NegativeSampler:
-        """Uniform negatives for the training users, never one of their interactions."""
-        ids = {"users": self.idx.users.ids, "items": self.idx.movies.ids}
-        return NegativeSampler(self.train, self.idx.n_movies, **ids, seed=0)
-
-    def full_ranking(self, score, history=None, held_out=None) -> tuple[float, float]:
-        """HR@10 and NDCG@10 among all unseen movies (validation cases by default)."""
-        history = self.train if history is None else history
-        held_out = self.valid if held_out is None else held_out
-        result = evaluate_leave_one_out(score, self.idx, history, held_out, negatives=None)
-        return result["hit_rate@10"], result["ndcg@10"]
-
-    def report(self, score, seconds: float, valid_score=None) -> dict:
-        """One row: full and sampled test numbers, seconds, full validation NDCG@10."""
-        valid_ndcg = self.full_ranking(valid_score or score)[1]
-        full_hr, full_ndcg = self.full_ranking(score, self.before_test, self.test)
-        sampled = evaluate_leave_one_out(score, self.idx, self.before_test, self.test)
-        values = [full_hr, full_ndcg, sampled["hit_rate@10"], sampled["ndcg@10"], seconds]
-        return {**dict(zip(COLUMNS, values, strict=True)), "valid NDCG@10": valid_ndcg}
+    def valid_ndcg(self, score) -> float:
+        return float(self.cases(score)["NDCG@10"].mean())
 
 
-class Trainer:
-    """Train with early stopping on full-ranking validation NDCG@10 (best weights kept)."""
+@dataclass
+class Row:
+    """One model: its choice on validation, and its refits' test results."""
+
+    valid_ndcg: float
+    choice: str
+    seconds: float
+    valid_score: Callable
+    test_scores: list  # one scorer per refit seed
+    models: list = field(default_factory=list)  # the refits, where a later model needs them
+    full: list = field(default_factory=list)  # per seed: the test cases on the full ranking
+    sampled: list = field(default_factory=list)  # per seed: among 99 sampled negatives
+
+    def cases(self, protocol: str = "full") -> pd.DataFrame:
+        """Each test case's numbers, averaged over the refit seeds."""
+        frames = getattr(self, protocol)
+        return sum(frames) / len(frames)
+
+    def per_seed(self, metric: str = "NDCG@10") -> list[float]:
+        return [float(frame[metric].mean()) for frame in self.full]
+
+
+@dataclass
+class Recipe:
+    """How to build, train and score one gradient-trained model."""
+
+    build: Callable  # (setting, seed, interactions) -> model
+    loss: Callable  # (setting, interactions) -> loss
+    data: str  # the Interactions method that gives each epoch's data
+    grid: dict
+    batch_size: int = 1024
+    score: Callable = lambda model, interactions: model  # noqa: E731
+
+
+def plain(loss):
+    """A loss that reads no interactions; ``l2`` from the setting where it has one."""
+    return lambda setting, _: functools.partial(loss, l2=setting["l2"]) if "l2" in setting else loss
+
+
+class Bench:
+    """Tunes every model on validation, refits it for the test, and keeps its row."""
 
     def __init__(self, split: Split, max_epochs: int, patience: int) -> None:
         self.split, self.max_epochs, self.patience = split, max_epochs, patience
-        self.user_ix, self.movie_ix = split.rows(split.train)
-        valid_users, valid_movies = split.rows(split.valid)
-        negatives = torch.from_numpy(split.sampler().sample_for(valid_users.numpy()))
-        self.valid_triples = valid_users, valid_movies, negatives
-        labels = torch.cat([torch.ones(len(valid_users)), torch.zeros(len(valid_users))])
-        self.valid_pairs = valid_users.repeat(2), torch.cat([valid_movies, negatives]), labels
+        self.rows: dict[str, Row] = {}
+        users, movies = split.idx.pairs(split.valid)
+        negatives = torch.from_numpy(split.fitting.sampler.sample_for(users.numpy()))
+        labels = torch.cat([torch.ones(len(users)), torch.zeros(len(users))])
+        recent = split.fitting.recent
+        targets = torch.full_like(recent, split.idx.n_movies)
+        targets[users, last_positions(recent, split.idx.n_movies)[users]] = movies
+        random_movies = torch.randint(
+            split.idx.n_movies, targets.shape, generator=torch.Generator().manual_seed(0)
+        )
+        self.valid_for = {  # the validation data of each kind of loss, in its own format
+            "triples": (users, movies, negatives),
+            "labelled": (users.repeat(2), torch.cat([movies, negatives]), labels),
+            "pairs": (users, movies),
+            "next_items": (recent, targets),
+            "next_items_negatives": (recent, targets, random_movies),
+        }
 
-    def train(self, model, data, loss, valid, *, lr, batch_size=1024, ranker=None):
-        """Train ``model``; ``ranker(model)`` scores users (default: the model itself)."""
+    def add(self, name: str, row: Row) -> Row:
+        """Score the refits on the test cases and keep the row."""
+        for score in row.test_scores:
+            row.full.append(self.split.cases(score, "test"))
+            row.sampled.append(self.split.cases(score, "test", negatives=99))
+        self.rows[name] = row
+        test = np.mean(row.per_seed())
+        print(
+            f"{name:28s} valid {row.valid_ndcg:.4f} test {test:.4f}  {row.choice}", file=sys.stderr
+        )
+        return row
 
-        def valid_ndcg(model, *data):
-            return self.split.full_ranking(ranker(model) if ranker else model)[1]
+    def train(self, recipe: Recipe, setting: dict, seed: int, interactions, epochs, valid=None):
+        model = recipe.build(setting, seed, interactions)
 
-        start = time.perf_counter()
+        def metric(model, *data):
+            return self.split.valid_ndcg(recipe.score(model, interactions))
+
         history = fit(
             model,
-            data,
-            loss,
+            getattr(interactions, recipe.data),
+            recipe.loss(setting, interactions),
             valid=valid,
-            metric=valid_ndcg,
+            metric=metric if valid is not None else None,
             minimize=False,
             metric_on_train=False,
-            epochs=self.max_epochs,
-            patience=self.patience,
-            lr=lr,
-            batch_size=batch_size,
-            seed=0,
+            epochs=epochs,
+            patience=self.patience if valid is not None else None,
+            lr=setting["lr"],
+            batch_size=recipe.batch_size,
+            seed=seed,
             progress=False,
         )
-        seconds = time.perf_counter() - start
-        choice = f"{history.best_epoch} of {history.epochs} epochs"
-        print(f"  {choice}, {seconds:.1f} s", file=sys.stderr)
-        return model, seconds, choice
+        return model, history
 
-    def triples(self):
-        """Every training interaction with one fresh uniform negative, every epoch."""
-        sampler = self.split.sampler()
-        return lambda epoch: (
-            self.user_ix,
-            self.movie_ix,
-            torch.from_numpy(sampler.sample_for(self.user_ix.numpy())),
-        )
+    def gradient(self, name: str, recipe: Recipe) -> Row:
+        """Search the grid and the epochs on validation (seed 0); refit from every seed."""
+        start, found = time.perf_counter(), []
+        fitting, valid = self.split.fitting, self.valid_for[recipe.data]
+        for setting in settings(recipe.grid):
+            model, history = self.train(recipe, setting, 0, fitting, self.max_epochs, valid)
+            found.append((max(history.valid_metric), setting, history.best_epoch, model))
+        ndcg, setting, epochs, model = max(found, key=lambda found: found[0])
+        refits = [
+            self.train(recipe, setting, seed, self.split.refitting[seed], epochs)[0]
+            for seed in SEEDS
+        ]
+        scores = [
+            recipe.score(m, self.split.refitting[s]) for m, s in zip(refits, SEEDS, strict=True)
+        ]
+        row = Row(ndcg, f"{described(setting)}; {epochs} epochs", time.perf_counter() - start,
+                  recipe.score(model, fitting), scores, refits)  # fmt: skip
+        return self.add(name, row)
 
-    def bce_data(self):
-        """Every training interaction and four fresh uniform negatives each, every epoch."""
-        sampler = self.split.sampler()
-        return lambda epoch: sampler.training_data(ratio=4)
+    def fitted(self, name: str, fit_on: Callable, grid: dict, seeds=None) -> Row:
+        """A model fit in closed form or by a library: ``fit_on(interactions, setting, seed)``."""
+        start = time.perf_counter()
+        fits = [(s, fit_on(self.split.fitting, s, 0)) for s in settings(grid)]
+        ndcg = [self.split.valid_ndcg(score) for _, score in fits]
+        best = int(np.argmax(ndcg))
+        setting = fits[best][0]
+        scores = [fit_on(self.split.refitting[s], setting, s) for s in seeds or SEEDS]
+        choice = described(setting) or "nothing to choose"
+        row = Row(ndcg[best], choice, time.perf_counter() - start, fits[best][1], scores)
+        return self.add(name, row)
 
 
-def library_model(model, X: torch.Tensor):
-    """Fit an ``implicit`` model on the interactions ``X``; score by a dot product."""
-    start = time.perf_counter()
+def library(model_class, interactions: Interactions, setting: dict, seed: int):
+    """Fit an ``implicit`` model (BPR on one thread: reproducible); score by a dot product."""
+    threads = {"num_threads": 1} if model_class is BayesianPersonalizedRanking else {}
+    model = model_class(**setting, random_state=seed, **threads)
     with threadpool_limits(1, "blas"):  # implicit asks for single-threaded BLAS
-        model.fit(sp.csr_matrix(X.numpy()), show_progress=False)
+        model.fit(sp.csr_matrix(interactions.bags.numpy()), show_progress=False)
     users = torch.from_numpy(np.asarray(model.user_factors))
     items = torch.from_numpy(np.asarray(model.item_factors))
-    return (lambda rows: users[rows] @ items.T), time.perf_counter() - start
+    return lambda rows: users[rows] @ items.T
 
 
-def sequence_models(split: Split, t: Trainer, ease: EASE, add) -> list[str]:
-    """Chapter 9's rows (and their blend); returns the names of the rows it added."""
-    idx, n = split.idx, split.idx.n_movies
-    everyone = torch.arange(idx.n_users)
-    valid_seqs, test_seqs = histories(split.train, idx), histories(split.before_test, idx)
-    scores = {"EASE": (ease.score_all(everyone), idx.bags(split.before_test) @ ease.B)}
-    seconds = {"EASE": 0.0}
+def matrix_scorer(scores: torch.Tensor):
+    return lambda rows: scores[rows]
 
-    def add_scores(name, valid_scores, test_scores, took, choice):
-        scores[name], seconds[name] = (valid_scores, test_scores), took
-        add(name, lambda rows: test_scores[rows], took, choice, lambda rows: valid_scores[rows])
 
-    def best(grid, valid_scores_of):
-        ndcg = {g: split.full_ranking(lambda rows, g=g: valid_scores_of(g)[rows])[1] for g in grid}
-        return max(ndcg, key=ndcg.get)
+def factorization_models(bench: Bench) -> None:
+    """Chapter 8's factorizations and EASE, the ``implicit`` peers, and most popular."""
+    split = bench.split
+    n_users, n_movies = split.idx.n_users, split.idx.n_movies
+    bench.fitted("most popular", lambda i, s, seed: popularity_scorer(split.idx, i.frame), {}, (0,))
 
-    start = time.perf_counter()
-    counts = transition_counts(valid_seqs, n)
+    def mf(setting, seed, _):
+        return MatrixFactorization(n_users, n_movies, dim=setting["dim"], init_std=0.1, seed=seed)
 
-    def transitions(seqs, last, decay):
-        return recency_weights(seqs, n, last=last, decay=decay) @ counts
+    for name, loss, data in [
+        ("MF-BPR", bpr_loss, "triples"),
+        ("MF-hinge", hinge_loss, "triples"),
+        ("MF-BCE", implicit_bce, "labelled"),
+    ]:
+        bench.gradient(name, Recipe(mf, plain(loss), data, MF_GRID))
 
-    last, decay = best(TRANSITION_GRID, lambda g: transitions(valid_seqs, *g))
-    add_scores(
-        "transitions (ch. 9)",
-        transitions(valid_seqs, last, decay),
-        transitions(test_seqs, last, decay),
-        time.perf_counter() - start,
-        f"last {last} movies, decay {decay}",
+    bench.fitted("EASE", lambda i, s, seed: EASE(i.bags, s["lam"]).score_all, GRIDS["EASE"], (0,))
+    bench.fitted(
+        "implicit ALS", functools.partial(library, AlternatingLeastSquares), GRIDS["implicit ALS"]
     )
-    start = time.perf_counter()
-    X = idx.bags(split.train)
-    columns = X / X.norm(dim=0).clamp(min=1e-9)
-    similar = (columns.T @ columns).fill_diagonal_(0.0)
-    decay = best(ITEM_DECAY_GRID, lambda d: recency_weights(valid_seqs, n, decay=d) @ similar)
-    add_scores(
-        "recency item-item (ch. 9)",
-        recency_weights(valid_seqs, n, decay=decay) @ similar,
-        recency_weights(test_seqs, n, decay=decay) @ similar,
-        time.perf_counter() - start,
-        f"decay {decay}",
+    bench.fitted(
+        "implicit BPR",
+        functools.partial(library, BayesianPersonalizedRanking),
+        GRIDS["implicit BPR"],
     )
 
-    inputs, targets = next_item_examples(histories(split.train, idx, maxlen=MAXLEN + 1))
-    valid_inputs = histories(split.train, idx, maxlen=MAXLEN)
-    test_inputs = histories(split.before_test, idx, maxlen=MAXLEN)
-    valid_users, valid_movies = split.rows(split.valid)
-    valid_targets = torch.full_like(valid_inputs, n)
-    valid_targets[valid_users, last_positions(valid_inputs, n)[valid_users]] = valid_movies
-    sampling = torch.Generator().manual_seed(0)
-    valid_negatives = torch.randint(n, valid_targets.shape, generator=sampling)
 
-    def with_negatives(epoch):
-        return inputs, targets, torch.randint(n, targets.shape, generator=sampling)
+def network_models(bench: Bench) -> None:
+    """Chapters 5, 7 and 8: the softmax model, chapter 7's network, GMF, MLP and NeuMF."""
+    split = bench.split
+    n_users, n_movies = split.idx.n_users, split.idx.n_movies
+    bench.gradient(
+        "softmax (ch. 5)",
+        Recipe(
+            lambda s, seed, i: SoftmaxModel(n_movies, dim=32, seed=seed),
+            lambda s, i: functools.partial(softmax_loss, bags=i.bags),
+            "pairs",
+            GRIDS["softmax (ch. 5)"],
+            batch_size=512,
+            score=lambda model, i: scorer(model, bags=i.bags),
+        ),
+    )
+    bench.gradient(
+        "ImplicitMLP (ch. 7)",
+        Recipe(
+            lambda s, seed, i: ImplicitMLP(
+                n_users, n_movies, split.genres, dim=32, hidden=(64,), dropout=0.2, seed=seed
+            ),
+            plain(implicit_bce),
+            "labelled",
+            NETWORK_GRID,
+            batch_size=4096,
+        ),
+    )
 
-    def ranker(model):
-        return lambda rows: model.score_next(valid_inputs[rows])
-
-    runs = {
-        "GRU4Rec (ch. 9)": (GRU4Rec(n, dim=64, dropout=0.2, seed=0), next_item_ce),
-        "SASRec, BCE (ch. 9)": (SASRec(n, maxlen=MAXLEN, seed=0), next_item_bce),
-        "SASRec, softmax (ch. 9)": (SASRec(n, maxlen=MAXLEN, seed=0), next_item_ce),
-    }
-    for name, (model, loss) in runs.items():
-        data = with_negatives if loss is next_item_bce else (inputs, targets)
-        valid = (valid_inputs, valid_targets, valid_negatives)[: 3 if loss is next_item_bce else 2]
-        model, took, choice = t.train(
-            model, data, loss, valid, lr=0.01, batch_size=128, ranker=ranker
+    def neumf(branches):
+        return lambda s, seed, i: NeuMF(
+            n_users, n_movies, branches=branches, **NEUMF_SHAPE, seed=seed
         )
-        add_scores(
-            name, model.score_next(valid_inputs), model.score_next(test_inputs), took, choice
-        )
 
-    def standardized(s):
+    for name, branches in {"GMF": ("gmf",), "MLP": ("mlp",), "NeuMF": ("gmf", "mlp")}.items():
+        bench.gradient(name, Recipe(neumf(branches), plain(implicit_bce), "labelled", NETWORK_GRID))
+
+    def pretrained(setting, seed, interactions):
+        """NeuMF from the GMF and MLP trained on the same interactions from the same seed."""
+        gmf, mlp = (bench.rows[name] for name in ("GMF", "MLP"))
+        if interactions is split.fitting:  # the search on validation: the searched branches
+            branches = gmf.valid_score, mlp.valid_score
+        else:
+            branches = gmf.models[SEEDS.index(seed)], mlp.models[SEEDS.index(seed)]
+        return NeuMF.from_pretrained(*branches, alpha=0.5)
+
+    row = bench.gradient(
+        "NeuMF, pre-trained",
+        Recipe(pretrained, plain(implicit_bce), "labelled", GRIDS["NeuMF, pre-trained"]),
+    )
+    row.seconds += bench.rows["GMF"].seconds + bench.rows["MLP"].seconds
+
+
+def sequence_models(bench: Bench) -> None:
+    """Chapter 9: the order-aware models and their blend with EASE."""
+    n = bench.split.idx.n_movies
+
+    def transitions(i, setting, seed):
+        counts = transition_counts(i.sequences, n)
+        return matrix_scorer(recency_weights(i.sequences, n, **setting) @ counts)
+
+    bench.fitted("transitions (ch. 9)", transitions, GRIDS["transitions (ch. 9)"], (0,))
+
+    def item_item(i, setting, seed):
+        columns = i.bags / i.bags.norm(dim=0).clamp(min=1e-9)
+        similar = (columns.T @ columns).fill_diagonal_(0.0)
+        return matrix_scorer(recency_weights(i.sequences, n, **setting) @ similar)
+
+    bench.fitted("recency item-item (ch. 9)", item_item, GRIDS["recency item-item (ch. 9)"], (0,))
+
+    def next_movie(model, i):
+        return lambda rows: model.score_next(i.recent[rows])
+
+    def gru(setting, seed, _):
+        return GRU4Rec(n, dim=64, dropout=0.2, seed=seed)
+
+    def sasrec(setting, seed, _):
+        return SASRec(n, maxlen=MAXLEN, seed=seed)
+
+    grid = GRIDS["GRU4Rec, SASRec (ch. 9)"]
+    for name, build, loss, data in [
+        ("GRU4Rec (ch. 9)", gru, next_item_ce, "next_items"),
+        ("SASRec, BCE (ch. 9)", sasrec, next_item_bce, "next_items_negatives"),
+        ("SASRec, softmax (ch. 9)", sasrec, next_item_ce, "next_items"),
+    ]:
+        bench.gradient(
+            name, Recipe(build, plain(loss), data, grid, batch_size=128, score=next_movie)
+        )
+    blend(bench)
+
+
+def blend(bench: Bench) -> None:
+    """EASE and the three best order-aware models on validation, standardized per user."""
+    everyone = torch.arange(bench.split.idx.n_users)
+    order_aware = [name for name in bench.rows if name.endswith("(ch. 9)")]
+    best = sorted(order_aware, key=lambda name: bench.rows[name].valid_ndcg, reverse=True)[:3]
+    parts = [bench.rows[name] for name in ["EASE", *best]]
+
+    def standardized(score):
+        s = score(everyone)
         return (s - s.mean(dim=1, keepdim=True)) / s.std(dim=1, keepdim=True)
 
-    def blend(names, weights, which):
-        return sum(w * standardized(scores[m][which]) for w, m in zip(weights, names, strict=True))
+    valid = [standardized(part.valid_score) for part in parts]
+    test = [[standardized(score) for score in part.test_scores] for part in parts]
 
-    valid_ndcg = {m: split.full_ranking(lambda rows, m=m: scores[m][0][rows])[1] for m in scores}
-    order_aware = sorted(valid_ndcg.keys() - {"EASE"}, key=valid_ndcg.get, reverse=True)
-    parts = ["EASE", *order_aware[:3]]
-    grid = [w for w in itertools.product((0, 0.5, 1), repeat=len(parts)) if any(w)]
-    weights = best(grid, lambda w: blend(parts, w, 0))
-    took = sum(seconds[m] for m, w in zip(parts, weights, strict=True) if w)
-    recipe = ", ".join(f"{m} {w:g}" for m, w in zip(parts, weights, strict=True))
-    add_scores("blend (ch. 9)", blend(parts, weights, 0), blend(parts, weights, 1), took, recipe)
-    return [name for name in scores if name != "EASE"]
-
-
-def run_all(split: Split, max_epochs: int, patience: int) -> tuple[pd.DataFrame, dict, list]:
-    """Train every model, make its choices on validation, score it on the test cases.
-
-    Returns the table, the choices made on validation, and the names of chapter 9's rows.
-    """
-    idx, t = split.idx, Trainer(split, max_epochs, patience)
-    n_users, n_movies = idx.n_users, idx.n_movies
-    rows, choices = {}, {}
-
-    def add(name, score, seconds, choice=None, valid_score=None):
-        rows[name] = split.report(score, seconds, valid_score)
-        if choice:
-            choices[name] = choice
-        print(f"{name:28s} full NDCG@10 {rows[name]['full NDCG@10']:.3f}", file=sys.stderr)
+    def mixed(weights, scores):
+        return matrix_scorer(sum(w * s for w, s in zip(weights, scores, strict=True)))
 
     start = time.perf_counter()
-    popular = popularity_scorer(idx, split.train)
-    add("most popular", popular, time.perf_counter() - start)
-
-    # Chapter 5: the softmax model reads each user's bag of interactions.
-    bags = idx.bags(split.train)
-    softmax = SoftmaxModel(n_movies, dim=32, seed=0)
-    loss = functools.partial(softmax_loss, bags=bags)
-    model, seconds, choice = t.train(
-        softmax,
-        (t.user_ix, t.movie_ix),
-        loss,
-        t.valid_triples[:2],
-        lr=0.01,
-        batch_size=512,
-        ranker=functools.partial(scorer, bags=bags),
+    grid = [
+        w for w in itertools.product(*[GRIDS["blend (ch. 9)"]["weight of each part"]] * 4) if any(w)
+    ]
+    ndcg = {w: bench.split.valid_ndcg(mixed(w, valid)) for w in grid}
+    weights = max(ndcg, key=ndcg.get)
+    # EASE and the counting models are fit once (no seed); the networks have a refit per seed.
+    per_seed = [[scores[min(k, len(scores) - 1)] for scores in test] for k in range(len(SEEDS))]
+    used = [part for part, w in zip(parts, weights, strict=True) if w]
+    row = Row(
+        ndcg[weights],
+        ", ".join(f"{name} {w:g}" for name, w in zip(["EASE", *best], weights, strict=True)),
+        time.perf_counter() - start + sum(part.seconds for part in used),
+        mixed(weights, valid),
+        [mixed(weights, scores) for scores in per_seed],
     )
-    test_bags = idx.bags(split.before_test)
-    add("softmax (ch. 5)", scorer(model, bags=test_bags), seconds, choice, scorer(model, bags=bags))
+    bench.add("blend (ch. 9)", row)
 
-    # Chapter 7: MF-BCE with biases, and the tuned network.
-    mf = MatrixFactorization(n_users, n_movies, dim=32, bias=True, seed=0)
-    trained = t.train(mf, t.bce_data(), implicit_bce, t.valid_pairs, lr=0.01, batch_size=4096)
-    add("MF-BCE (ch. 7)", *trained)
-    net = ImplicitMLP(n_users, n_movies, split.genres, dim=32, hidden=(64,), dropout=0.2, seed=0)
-    trained = t.train(net, t.bce_data(), implicit_bce, t.valid_pairs, lr=0.01, batch_size=4096)
-    add("ImplicitMLP, tuned (ch. 7)", *trained)
 
-    # Chapter 8: matrix factorization with three losses.
-    def new_mf():
-        return MatrixFactorization(n_users, n_movies, dim=32, init_std=0.1, seed=0)
+def compare(a: Row, b: Row):
+    """The paired rule on full-ranking test NDCG@10, each case averaged over the seeds."""
+    return paired(a.cases()["NDCG@10"], b.cases()["NDCG@10"])
 
-    for name, loss in {"MF-BPR": bpr_loss, "MF-hinge": hinge_loss}.items():
-        add(f"{name} (ch. 8)", *t.train(new_mf(), t.triples(), loss, t.valid_triples, lr=0.003))
-    add("MF-BCE (ch. 8)", *t.train(new_mf(), t.bce_data(), implicit_bce, t.valid_pairs, lr=0.003))
 
-    # Chapter 8: GMF, the MLP branch, NeuMF from scratch and pre-trained.
-    branches = {}
-    for name, parts in {"GMF": ("gmf",), "MLP": ("mlp",), "NeuMF": ("gmf", "mlp")}.items():
-        model = NeuMF(n_users, n_movies, branches=parts, **NEUMF_SHAPE)
-        branches[name] = t.train(model, t.bce_data(), implicit_bce, t.valid_pairs, lr=0.003)
-        add(f"{name} (ch. 8)", *branches[name])
-    pretrained = NeuMF.from_pretrained(branches["GMF"][0], branches["MLP"][0], alpha=0.5)
-    model, seconds, choice = t.train(
-        pretrained, t.bce_data(), implicit_bce, t.valid_pairs, lr=0.001
+def summary(rows: dict[str, Row]) -> pd.DataFrame:
+    """The table: full and sampled test means, the seeds' spread, validation, seconds."""
+    leader = max(rows, key=lambda name: rows[name].valid_ndcg)
+    records = {}
+    for name, row in rows.items():
+        full, sampled = row.cases("full").mean(), row.cases("sampled").mean()
+        spread = seed_spread(row.per_seed())[1] if len(row.full) > 1 else float("nan")
+        versus = compare(row, rows[leader])
+        records[name] = {
+            "full HR@10": full["HR@10"],
+            "full NDCG@10": full["NDCG@10"],
+            "sd over seeds": spread,
+            "sampled HR@10": sampled["HR@10"],
+            "sampled NDCG@10": sampled["NDCG@10"],
+            "valid NDCG@10": row.valid_ndcg,
+            "seconds": row.seconds,
+            "against the leader": "leader"
+            if name == leader
+            else f"{versus.word} ({versus.interval()})",
+        }
+    return pd.DataFrame(records).T.sort_values("full NDCG@10", ascending=False)
+
+
+def targets(rows: dict[str, Row]) -> list[str]:
+    """Issue 30's targets (and chapter 8's), each with met / short by."""
+
+    def against(name, goal):
+        if name not in rows:
+            return f"| {name} | HR@10 >= {goal[0]} and NDCG@10 >= {goal[1]} | | not in this run |"
+        full = rows[name].cases().mean()
+        gaps = [(m, float(full[m]) - g) for m, g in zip(METRICS, goal, strict=True)]
+        verdict = (
+            "met"
+            if all(d >= 0 for _, d in gaps)
+            else "short by " + " and ".join(f"{-d:.3f} in {m}" for m, d in gaps if d < 0)
+        )
+        have = " / ".join(f"{full[m]:.3f}" for m in METRICS)
+        return f"| {name} | HR@10 >= {goal[0]} and NDCG@10 >= {goal[1]} | {have} | {verdict} |"
+
+    chapter_8 = max((n for n in CHAPTER_8 if n in rows), key=lambda name: rows[name].valid_ndcg)
+    lines = ["| model | target (full ranking, test) | HR@10 / NDCG@10 | |", "|---|---|---|---|"]
+    lines.append(
+        against(chapter_8, CHAPTER_8_TARGET).replace(
+            f"| {chapter_8} |",
+            f"| {chapter_8} (on validation, the best of chapter 8's models in this run) |",
+            1,
+        )
     )
-    seconds += branches["GMF"][1] + branches["MLP"][1]
-    add("NeuMF, pre-trained (ch. 8)", model, seconds, choice)
-
-    # Chapter 8: EASE, lambda chosen on validation; test scores from the rows before test.
-    start = time.perf_counter()
-    X = idx.bags(split.train)
-    fits = {lam: EASE(X, lam) for lam in EASE_GRID}
-    ndcg = {lam: split.full_ranking(m.score_all)[1] for lam, m in fits.items()}
-    lam = max(ndcg, key=ndcg.get)
-    seconds = time.perf_counter() - start
-    ease, X_test = fits[lam], idx.bags(split.before_test)
-    grid = ", ".join(str(g) for g in EASE_GRID)
-    add(
-        f"EASE (ch. 8, lambda {lam})",
-        lambda rows: X_test[rows] @ ease.B,
-        seconds,
-        f"lambda {lam} from {{{grid}}}",
-        ease.score_all,
+    lines += [against(name, goal) for name, goal in TARGETS.items()]
+    ndcg = {name: float(row.cases()["NDCG@10"].mean()) for name, row in rows.items()}
+    mf_bpr = compare(rows["MF-BPR"], rows["implicit BPR"])
+    gap = ndcg["MF-BPR"] - ndcg["implicit BPR"]
+    lines.append(
+        f"| MF-BPR | NDCG@10 >= implicit BPR's | {ndcg['MF-BPR']:.3f} against "
+        f"{ndcg['implicit BPR']:.3f}; {mf_bpr.word} it ({mf_bpr.interval()}) | "
+        f"{'met' if gap >= 0 else f'short by {-gap:.3f}'} |"
     )
-
-    # Chapter 9: the order-aware models and their blend.
-    sequence_rows = sequence_models(split, t, ease, add)
-
-    # The named peers: the implicit library's ALS and BPR, chapter 8's settings (64
-    # factors, the library's defaults otherwise; BPR on one thread: reproducible).
-    als = AlternatingLeastSquares(factors=64, random_state=0)
-    add("implicit ALS", *library_model(als, X))
-    bpr = BayesianPersonalizedRanking(factors=64, num_threads=1, random_state=0)
-    add("implicit BPR", *library_model(bpr, X))
-    table = pd.DataFrame(rows).T.sort_values("full NDCG@10", ascending=False)
-    return table, choices, sequence_rows
+    als = compare(rows["implicit ALS"], rows["EASE"])
+    gap = ndcg["implicit ALS"] - (ndcg["EASE"] - 0.01)
+    lines.append(
+        f"| implicit ALS | NDCG@10 within 0.01 of EASE's | {ndcg['implicit ALS']:.3f} against "
+        f"{ndcg['EASE']:.3f}; {als.word} it ({als.interval()}) | "
+        f"{'met' if gap >= 0 else f'short by {-gap:.3f}'} |"
+    )
+    return lines
 
 
-def verdict(row: pd.Series, target: dict) -> str:
-    """Whether ``row``'s full-ranking test numbers meet ``target``, and by how much not."""
-    gaps = {m: float(row[f"full {m}"]) - goal for m, goal in target.items()}
-    words = [f"{'above' if g >= 0 else 'short'} by {abs(g):.3f} in {m}" for m, g in gaps.items()]
-    return "meets it" if all(g >= 0 for g in gaps.values()) else "is " + " and ".join(words)
-
-
-def render(table: pd.DataFrame, choices: dict, sequence_rows: list, split: Split, args) -> str:
-    leader = table.index[0]
-    best = table.iloc[0]
-    chosen = table.loc[sequence_rows, "valid NDCG@10"].idxmax()
-    target = " and ".join(f"{m} >= {goal}" for m, goal in SEQUENCE_TARGET.items())
+def render(rows: dict[str, Row], split: Split, args) -> str:
+    table = summary(rows)
+    leader = table.index[table["against the leader"] == "leader"][0]
+    columns = list(table.columns)
     lines = [
         f"Machine: {machine()}. ML-100K, every rating an interaction; each user's latest "
         "interaction is the test case and the one before it the validation case "
         f"({len(split.train):,} training interactions, {len(split.valid)} validation and "
-        f"{len(split.test)} test cases). `full`: the held-out movie ranked among every "
-        "movie the user has no earlier interaction with; `sampled`: among 99 sampled "
-        "negatives. Each model keeps its chapter's settings (listed in "
-        "`benchmarks/ranking.py`); every choice is made on the full-ranking validation "
-        f"NDCG@10 (last column): epochs by early stopping (at most {args.max_epochs}, patience "
-        f"{args.patience}), EASE's lambda from a grid; the test cases are scored once. "
-        "Seconds: training with the validation rankings after each epoch (EASE: the "
-        "whole grid; NeuMF pre-trained: its branches too).",
+        f"{len(split.test)} test cases). Every model searched the grid listed below on the "
+        "full-ranking validation NDCG@10 (column `valid NDCG@10`), with epochs by early "
+        f"stopping (at most {args.max_epochs}, patience {args.patience}), then was trained "
+        "again on training plus validation interactions, from seeds "
+        f"{', '.join(map(str, SEEDS))} where a seed matters, and scored once on the test "
+        "cases. `full`: the held-out movie ranked among every movie the user has no earlier "
+        "interaction with; `sampled`: among 99 sampled negatives. Test columns are means "
+        "over the seeds; `sd over seeds`: the standard deviation of full NDCG@10 over "
+        "them. `against the leader`: the paired rule (`mfkit.stats.paired`) on each test "
+        "case's full NDCG@10, averaged over the seeds, with the 95% interval of the mean "
+        "difference. Seconds: the grid search with its validation rankings, plus the refits.",
         "",
-        "| model | " + " | ".join(COLUMNS) + " | valid NDCG@10 |",
-        "|---|" + "---:|" * (len(COLUMNS) + 1),
+        f"Groups of models in this run: {', '.join(args.groups.split(','))} "
+        f"(of {', '.join(GROUPS)}).",
+        "",
+        "| model | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * (len(columns) - 1) + "---|",
     ]
     for name, row in table.iterrows():
-        cells = [f"{row[c]:.3f}" for c in COLUMNS[:-1]]
-        cells += [f"{row['seconds']:.1f}", f"{row['valid NDCG@10']:.3f}"]
+        cells = [f"{row[c]:.3f}" for c in columns[:3]]
+        cells[2] = "" if np.isnan(row["sd over seeds"]) else f"{row['sd over seeds']:.4f}"
+        cells += [f"{row[c]:.3f}" for c in columns[3:6]]
+        cells += [f"{row['seconds']:.0f}", row["against the leader"]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"Leader on the full ranking: {leader}, with test HR@10 {best['full HR@10']:.3f} "
-        f"and NDCG@10 {best['full NDCG@10']:.3f}. Against chapter 8's target, full-ranking test "
-        f"HR@10 >= {TARGET['HR@10']} and NDCG@10 >= {TARGET['NDCG@10']}, it "
-        f"{verdict(best, TARGET)}.",
-        "",
-        f"Chapter 9's best model on validation is {chosen} (test HR@10 "
-        f"{table.loc[chosen, 'full HR@10']:.3f}, NDCG@10 {table.loc[chosen, 'full NDCG@10']:.3f}). "
-        f"Against chapter 9's target, full-ranking test {target}, it "
-        f"{verdict(table.loc[chosen], SEQUENCE_TARGET)}.",
-        "",
-        "Choices made on validation data:",
-        "",
-    ]
-    lines += [f"- {name}: {choice}" for name, choice in choices.items()]
+    lines += ["", f"The leader on validation is {leader}.", "", "Targets:", "", *targets(rows), ""]
+    lines += ["Grids, each searched on validation:", ""]
+    shown = [name for group in args.groups.split(",") for name in GRID_GROUPS[group]]
+    for name, grid in ((name, GRIDS[name]) for name in shown):
+        values = [f"{k} in {{{', '.join(f'{v:g}' for v in vs)}}}" for k, vs in grid.items()]
+        lines.append(f"- {name}: " + "; ".join(values))
+    lines += ["", "Choices made on validation:", ""]
+    lines += [f"- {name}: {row.choice}" for name, row in rows.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -464,15 +642,34 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="epochs without a better validation NDCG@10 before stopping",
     )
+    parser.add_argument(
+        "--groups",
+        default=",".join(GROUPS),
+        help=f"comma-separated groups of models to run (default: all of {', '.join(GROUPS)})",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    groups = args.groups.split(",")
+    if unknown := set(groups) - set(GROUPS):
+        parser.error(f"unknown group(s) {sorted(unknown)}: expected some of {list(GROUPS)}")
     split = Split.load()
-    table, choices, sequence_rows = run_all(split, args.max_epochs, args.patience)
-    text = render(table, choices, sequence_rows, split, args)
+    bench = Bench(split, args.max_epochs, args.patience)
+    if "sequences" in groups and "factorizations" not in groups:
+        parser.error("the sequences group blends with EASE: run it with factorizations")
+    for group in groups:
+        GROUPS[group](bench)
+    text = render(bench.rows, split, args)
     print(text)
     if not args.no_write:
         write("ranking", text)
     return 0
+
+
+GROUPS = {  # the blend of chapter 9 needs EASE, from "factorizations"
+    "factorizations": factorization_models,
+    "networks": network_models,
+    "sequences": sequence_models,
+}
 
 
 if __name__ == "__main__":
