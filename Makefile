@@ -103,8 +103,8 @@ bench-accuracy: data      ## RMSE/MAE of mfkit's rating models and Surprise's on
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/accuracy.py
 
-bench-ranking: data       ## HR@10/NDCG@10 of every ranking model, tuned on validation, refit from 3 seeds, paired against the leader (about an hour)
-	$(BIN)/python benchmarks/ranking.py
+bench-ranking: data       ## HR@10/NDCG@10 of every ranking model, tuned on validation, refit from 3 seeds, paired against the leader (hours; GROUPS=sequences runs one group)
+	$(BIN)/python benchmarks/ranking.py $(if $(GROUPS),--groups $(GROUPS))
 
 bench-threads: $(STAMP)   ## thread settings beside a busy core: default, OMP_WAIT_POLICY=PASSIVE, one thread
 	$(BIN)/python benchmarks/threads.py

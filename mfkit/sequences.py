@@ -38,6 +38,7 @@ from mfkit.features import Indexer
 
 __all__ = [
     "histories",
+    "history_windows",
     "last_positions",
     "next_item_examples",
     "recency_weights",
@@ -127,6 +128,65 @@ def next_item_examples(seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if seqs.ndim != 2 or seqs.shape[1] < 2:
         raise ValueError(f"seqs must be (n, width) with width >= 2, got {tuple(seqs.shape)}")
     return seqs[:, :-1], seqs[:, 1:]
+
+
+def history_windows(
+    seqs: torch.Tensor, pad: int, width: int, *, stride: int | None = None
+) -> torch.Tensor:
+    """Cut whole histories into windows of ``width`` steps: ``(n_windows, width)``.
+
+    A model that reads ``maxlen`` movies learns from the latest ``maxlen + 1``
+    of a history (``histories(..., maxlen=maxlen + 1)``); a longer history's
+    earlier movies never become examples. Windows keep them: each row of
+    ``seqs`` (from :func:`histories` without ``maxlen``) gives its latest
+    ``width`` movies, then the ``width`` movies ending ``stride`` steps earlier,
+    and so on back to its first movie; a window shorter than ``width`` is
+    right-padded. With the default ``stride = width - 1`` consecutive windows
+    share one movie, so :func:`next_item_examples` of the windows holds every
+    step of every history exactly once as a target (the first window's steps
+    read fewer earlier movies than they would in one long history).
+
+    Parameters
+    ----------
+    seqs : LongTensor
+        Right-padded histories, ``(n_users, any width)``.
+    pad : int
+        The padding row (``n_movies``).
+    width : int
+        Steps per window (``maxlen + 1`` for training examples); at least 2.
+    stride : int, optional
+        Steps between the ends of consecutive windows, from 1 to ``width - 1``.
+
+    Returns
+    -------
+    LongTensor
+        Each user's windows, latest first, users in row order; a row without
+        movies gives none. The first window of each user is its row of
+        ``histories(..., maxlen=width)``.
+
+    Examples
+    --------
+    >>> history_windows(torch.tensor([[0, 1, 2, 3, 4], [5, 6, 9, 9, 9]]), 9, 3)
+    tensor([[2, 3, 4],
+            [0, 1, 2],
+            [5, 6, 9]])
+    """
+    width = _positive_int(width, "width")
+    if width < 2:
+        raise ValueError(f"width must be at least 2, got {width}")
+    stride = width - 1 if stride is None else _positive_int(stride, "stride")
+    if stride > width - 1:
+        raise ValueError(f"stride must be from 1 to width - 1 = {width - 1}, got {stride}")
+    lengths = (seqs != pad).sum(dim=1)
+    later = (lengths - width).clamp(min=0)  # steps before the latest window
+    count = torch.where(lengths > 0, 1 + (later + stride - 1) // stride, 0)
+    owner = torch.repeat_interleave(torch.arange(len(seqs)), count)
+    first = torch.cumsum(count, 0) - count  # each user's first window
+    ends = lengths[owner] - (torch.arange(len(owner)) - first[owner]) * stride
+    columns = (ends - width).clamp(min=0)[:, None] + torch.arange(width)
+    inside = columns < ends[:, None]
+    picked = seqs[owner[:, None], columns.clamp(max=seqs.shape[1] - 1)]
+    return torch.where(inside, picked, torch.full_like(picked, pad))
 
 
 def recency_weights(

@@ -12,6 +12,7 @@ from mfkit.models import GRU4Rec, SASRec
 from mfkit.sampling import implicit
 from mfkit.sequences import (
     histories,
+    history_windows,
     last_positions,
     next_item_examples,
     recency_weights,
@@ -94,6 +95,42 @@ def test_next_item_examples_shift_by_one():
     assert targets.tolist() == [[1, 2, 9], [9, 9, 9]]
     with pytest.raises(ValueError, match="width"):
         next_item_examples(torch.tensor([[1], [2]]))
+
+
+def transitions_of(seqs, pad):
+    """The (movie, next movie) pairs of right-padded rows, as a sorted list."""
+    inputs, targets = next_item_examples(seqs)
+    real = targets != pad
+    return sorted(zip(inputs[real].tolist(), targets[real].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("width", [2, 3, 5, 40])
+def test_history_windows_hold_every_step_once(data, width):
+    ml, idx = data
+    pad = idx.n_movies
+    whole = histories(ml.ratings, idx)
+    windows = history_windows(whole, pad, width)
+    assert windows.shape[1] == width
+    assert transitions_of(windows, pad) == transitions_of(whole, pad)
+    # Each user's first window is its row of histories(maxlen=width).
+    latest = histories(ml.ratings, idx, maxlen=width)
+    lengths = (whole != pad).sum(dim=1)
+    count = (lengths - width).clamp(min=0).add(width - 2) // (width - 1) + 1
+    first = torch.cumsum(count, 0) - count
+    assert torch.equal(windows[first], latest)
+    # Padding only ever follows the movies of a window.
+    real = windows != pad
+    assert torch.equal(real, real.cummin(dim=1).values)
+
+
+def test_history_windows_by_hand():
+    seqs = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [7, 8, 9, 9, 9, 9, 9], [9] * 7])
+    assert history_windows(seqs, 9, 3).tolist() == [[4, 5, 6], [2, 3, 4], [0, 1, 2], [7, 8, 9]]
+    overlapping = history_windows(seqs[:1], 9, 4, stride=2)
+    assert overlapping.tolist() == [[3, 4, 5, 6], [1, 2, 3, 4], [0, 1, 2, 9]]
+    for bad in ({"width": 1}, {"width": 3, "stride": 3}, {"width": 3, "stride": 0}):
+        with pytest.raises(ValueError):
+            history_windows(seqs, 9, **{"stride": None, **bad})
 
 
 def test_last_positions():
