@@ -35,6 +35,7 @@ __all__ = [
     "catalog_coverage",
     "hit_rate_at_k",
     "mae",
+    "mse_by_user",
     "ndcg_at_k",
     "precision_at_k",
     "recall_at_k",
@@ -71,6 +72,26 @@ def rmse(y_true: Any, y_pred: Any) -> float:
     1.118033988749895
     """
     return float(np.sqrt(np.mean(_errors(y_true, y_pred) ** 2)))
+
+
+def mse_by_user(users: Any, y_true: Any, y_pred: Any) -> np.ndarray:
+    """Mean squared error of each user's ratings: the cases of the paired rule for ratings.
+
+    One value per distinct user in ``users``, in increasing user order, so two models
+    scored on the same ratings give vectors that :func:`mfkit.stats.paired` can compare
+    (with ``lower_is_better=True``).
+
+    Examples
+    --------
+    >>> mse_by_user([7, 3, 7], [4, 2, 5], [3, 2, 2]).tolist()  # user 3: 0; user 7: (1 + 9) / 2
+    [0.0, 5.0]
+    """
+    squared = _errors(y_true, y_pred) ** 2
+    who = _as_array(users)
+    if who.shape != squared.shape:
+        raise ValueError(f"users and y_true have different shapes: {who.shape} and {squared.shape}")
+    _, row = np.unique(who, return_inverse=True)
+    return np.bincount(row, weights=squared) / np.bincount(row)
 
 
 def mae(y_true: Any, y_pred: Any) -> float:

@@ -11,6 +11,9 @@ interval than either model's mean. :func:`paired` returns that mean difference, 
 - ``"behind"`` when it lies below ``-margin``,
 - ``"level with"`` otherwise: these cases cannot tell the two apart.
 
+For errors (each user's MSE, chapters 2-6 and 10), ``lower_is_better=True`` turns
+the words round: A is "ahead of" B when the interval lies below ``-margin``.
+
 A chapter glues the word into its sentence, so the sentence says what the numbers say
 on the reader's machine too. Introduced in chapter 7, where it is first written on the
 page; every later comparison of models and the benchmarks use it.
@@ -61,7 +64,9 @@ def _vector(name: str, values: Any) -> np.ndarray:
     return array
 
 
-def paired(a: Any, b: Any, *, level: float = 0.95, margin: float = 0.0) -> Paired:
+def paired(
+    a: Any, b: Any, *, level: float = 0.95, margin: float = 0.0, lower_is_better: bool = False
+) -> Paired:
     """Compare two models on the same cases: ``a[i]`` and ``b[i]`` score case ``i``.
 
     Parameters
@@ -72,6 +77,9 @@ def paired(a: Any, b: Any, *, level: float = 0.95, margin: float = 0.0) -> Paire
         Coverage of the interval (paired t over the per-case differences).
     margin : float
         How far beyond zero the interval must lie for "ahead of" or "behind".
+    lower_is_better : bool
+        The scores are errors (e.g. :func:`mfkit.metrics.mse_by_user`): "ahead of"
+        when A's are lower. The difference and interval are still ``a - b``.
 
     Returns
     -------
@@ -81,6 +89,8 @@ def paired(a: Any, b: Any, *, level: float = 0.95, margin: float = 0.0) -> Paire
     --------
     >>> paired([0.5, 0.7, 0.9, 0.4], [0.4, 0.6, 0.8, 0.35]).word
     'ahead of'
+    >>> paired([0.5, 0.7, 0.9, 0.4], [0.4, 0.6, 0.8, 0.35], lower_is_better=True).word
+    'behind'
     """
     a, b = _vector("a", a), _vector("b", b)
     if a.shape != b.shape:
@@ -97,7 +107,9 @@ def paired(a: Any, b: Any, *, level: float = 0.95, margin: float = 0.0) -> Paire
         _scipy_stats.t.ppf((1 + level) / 2, diff.size - 1) * diff.std(ddof=1) / math.sqrt(diff.size)
     )
     low, high = mean - half, mean + half
-    word = WORDS[0] if low > margin else (WORDS[2] if high < -margin else WORDS[1])
+    above, below = low > margin, high < -margin
+    better, worse = (below, above) if lower_is_better else (above, below)
+    word = WORDS[0] if better else (WORDS[2] if worse else WORDS[1])
     return Paired(mean, low, high, int(diff.size), level, word)
 
 

@@ -13,6 +13,7 @@ from mfkit.metrics import (
     catalog_coverage,
     hit_rate_at_k,
     mae,
+    mse_by_user,
     ndcg_at_k,
     precision_at_k,
     recall_at_k,
@@ -23,6 +24,21 @@ RANKING = [precision_at_k, recall_at_k, ndcg_at_k, hit_rate_at_k]
 
 
 # --------------------------------------------------------------------------- rating metrics
+
+
+def test_mse_by_user_by_hand_and_against_rmse():
+    # user 3: errors 0 and 2 -> (0 + 4) / 2 = 2; user 1: error -1 -> 1; sorted by user id
+    assert mse_by_user([3, 1, 3], [4, 2, 5], [4, 3, 3]).tolist() == [1.0, 2.0]
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 30, 500)
+    y_true, y_pred = rng.integers(1, 6, 500), rng.normal(3.5, 1, 500)
+    per_user = mse_by_user(torch.from_numpy(users), y_true, y_pred)
+    counts = np.bincount(users)[np.unique(users)]
+    assert per_user.shape == (len(np.unique(users)),)
+    # weighted by each user's ratings, the per-user MSEs give back the overall MSE
+    assert np.average(per_user, weights=counts) == pytest.approx(rmse(y_true, y_pred) ** 2)
+    with pytest.raises(ValueError, match="users and y_true"):
+        mse_by_user([1, 2], [1, 2, 3], [1, 2, 3])
 
 
 def test_rating_metrics_hand_computed():

@@ -42,6 +42,17 @@ def test_margin_turns_a_small_win_into_level():
     assert paired(a, b, margin=0.02).word == "level with"
 
 
+def test_lower_is_better_turns_the_words_round():
+    rng = np.random.default_rng(4)
+    b = rng.random(500)
+    lower = b - 0.05 + rng.normal(0, 0.01, 500)  # A's errors are lower: A is ahead
+    result = paired(lower, b, lower_is_better=True)
+    assert result.word == "ahead of"
+    assert result.difference < 0 and result.high < 0  # the numbers stay a - b
+    assert paired(b, lower, lower_is_better=True).word == "behind"
+    assert paired(b + rng.normal(0, 0.1, 500), b, lower_is_better=True).word == "level with"
+
+
 def test_pairing_sees_what_unpaired_means_hide():
     # Users differ a lot, the two models little but consistently: only pairing tells.
     rng = np.random.default_rng(3)
