@@ -365,8 +365,8 @@ class Bench:
 def library(model_class, interactions: Interactions, setting: dict, seed: int):
     """Fit an ``implicit`` model (BPR on one thread: reproducible); score by a dot product."""
     threads = {"num_threads": 1} if model_class is BayesianPersonalizedRanking else {}
-    model = model_class(**setting, random_state=seed, **threads)
-    with threadpool_limits(1, "blas"):  # implicit asks for single-threaded BLAS
+    with threadpool_limits(1, "blas"):  # implicit asks for single-threaded BLAS (and checks)
+        model = model_class(**setting, random_state=seed, **threads)
         model.fit(sp.csr_matrix(interactions.bags.numpy()), show_progress=False)
     users = torch.from_numpy(np.asarray(model.user_factors))
     items = torch.from_numpy(np.asarray(model.item_factors))
