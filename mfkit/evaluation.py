@@ -124,7 +124,8 @@ def evaluate_ranking(
     k: int = 10,
     min_rating: float = 4,
     measure: str | None = None,
-) -> pd.Series:
+    per_user: bool = False,
+) -> pd.Series | pd.DataFrame:
     """Ranking metrics at ``k`` of a model (or a scoring function) on ``test``.
 
     Parameters
@@ -139,13 +140,18 @@ def evaluate_ranking(
         least ``min_rating`` are the relevant ones.
     k : int
         Length of the recommendation lists.
+    per_user : bool
+        Return each evaluated user's precision, recall, NDCG and hit rate instead
+        of the means: what :func:`mfkit.stats.paired` compares between two models.
 
     Returns
     -------
     Series with ``users`` (how many were evaluated), ``precision@k``,
     ``recall@k``, ``ndcg@k``, ``hit_rate@k``, ``coverage@k`` (share of the
     catalogue recommended to someone) and ``popularity@k`` (mean number of
-    training ratings of the recommended movies).
+    training ratings of the recommended movies). With ``per_user``, a DataFrame
+    indexed by ``user_id`` (users with a relevant test movie, in row order) with
+    the four per-user metrics, whose means are the Series' values.
     """
     if isinstance(score, torch.nn.Module):
         score.eval()
@@ -169,13 +175,17 @@ def evaluate_ranking(
     counts = np.bincount(seen_movies.numpy(), minlength=indexer.n_movies)
     shown = top[top >= 0]  # drop the padding of users with fewer than k unseen movies
     lists = relevant.to_list()
+    metrics = {"precision": precision_at_k, "recall": recall_at_k, "ndcg": ndcg_at_k}
+    metrics["hit_rate"] = hit_rate_at_k
+    if per_user:
+        return pd.DataFrame(
+            {f"{name}@{k}": f(top, lists, k, per_user=True) for name, f in metrics.items()},
+            index=pd.Index(indexer.users.ids_of(relevant.index.to_numpy()), name="user_id"),
+        )
     return pd.Series(
         {
             "users": len(lists),  # stored as a float, like every entry
-            f"precision@{k}": precision_at_k(top, lists, k),
-            f"recall@{k}": recall_at_k(top, lists, k),
-            f"ndcg@{k}": ndcg_at_k(top, lists, k),
-            f"hit_rate@{k}": hit_rate_at_k(top, lists, k),
+            **{f"{name}@{k}": f(top, lists, k) for name, f in metrics.items()},
             f"coverage@{k}": catalog_coverage([shown], indexer.n_movies),
             f"popularity@{k}": float(counts[shown].mean()) if shown.size else 0.0,
         }

@@ -138,6 +138,19 @@ def test_hand_computed_metrics(tiny: Indexer) -> None:
     assert_matches(result, brute_evaluate(TINY_SCORES.numpy(), tiny, TINY_TRAIN, TINY_TEST, 2, 4))
 
 
+def test_per_user_rows_by_hand_and_their_means(tiny: Indexer) -> None:
+    # The users of test_hand_computed_metrics: 10 hits at rank 1, 20 misses, 30 hits at 0.
+    rows = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2, per_user=True)
+    d = 1 / math.log2(3)
+    assert rows.index.tolist() == [10, 20, 30]  # user 40 has no relevant movie
+    assert rows["hit_rate@2"].tolist() == [1.0, 0.0, 1.0]
+    assert rows["ndcg@2"].to_numpy() == pytest.approx([d / (1 + d), 0.0, 1 / (1 + d)])
+    assert rows["recall@2"].to_numpy() == pytest.approx([1 / 3, 0.0, 1 / 2])
+    means = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2)
+    for column in rows.columns:
+        assert rows[column].mean() == pytest.approx(means[column])
+
+
 def test_training_movies_are_never_recommended(tiny: Indexer) -> None:
     seen_users, seen_movies, _ = tiny.tensors(TINY_TRAIN)
     top = top_k_for_users(
