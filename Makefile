@@ -64,13 +64,17 @@ format: $(STAMP)          ## format mfkit, tests and the notebooks' code cells w
 	$(BIN)/jupytext --pipe-fmt ipynb --pipe '$(BIN)/ruff format --config pyproject.toml {}' $(CHAPTERS)
 
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # pytest exits 5 when it collects nothing (a checkout without chapters): not a failure.
 # Each chapter fails on a cell that raises or on a glue key its prose uses but no cell
 # defined; a chapter that passes is stored in the book's cache (notebooks/conftest.py).
+# Two chapters at a time (pytest-xdist; each keeps its cells in order in one kernel):
+# NOTEBOOK_WORKERS=0 runs them one after another.
+NOTEBOOK_WORKERS ?= 2
 notebooks: data
-	$(BIN)/pytest --nbval notebooks --book-cache $(BOOK_CACHE) || test $$? -eq 5
+	$(BIN)/pytest --nbval notebooks -n $(NOTEBOOK_WORKERS) --dist loadfile \
+	  --book-cache $(BOOK_CACHE) || test $$? -eq 5
 
 # Not part of `make test` (about seven times as long): every chapter quiet, beside a
 # busy core (with each chapter's slowdown), on one core, beside a noisy neighbour,

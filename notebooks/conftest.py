@@ -20,7 +20,9 @@ each notebook whose cells all passed is stored in that jupyter-cache with the
 outputs nbval recorded, keyed as MyST-NB keys it, so that ``jupyter-book build``
 finds it executed instead of running it a second time.
 
-Run: ``pytest --nbval notebooks`` (pass the folder, not a single ``.md``).
+Run: ``pytest --nbval notebooks`` (pass the folder, not a single ``.md``); ``make test``
+adds ``-n 2 --dist loadfile`` (pytest-xdist): two chapters at a time, each in its own
+kernel, with the cache written by one worker at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import nbformat
 import nbval.plugin
 import pytest
 import yaml
+from filelock import FileLock
 
 from mfkit.claims import WARNING_TEXT
 
@@ -265,9 +268,12 @@ class TextNotebook(nbval.plugin.IPyNbFile):
             cell.outputs = [out for out in outputs if out is not None]
         seconds = sum(item.seconds for item in self.cell_items)
         bundle = CacheBundleIn(executed, str(self.path), data={"execution_seconds": seconds})
-        get_cache(str(cache_path)).cache_notebook_bundle(
-            bundle, check_validity=False, overwrite=True
-        )
+        cache_path.mkdir(parents=True, exist_ok=True)
+        # Chapters run side by side (pytest -n 2) write the one cache: one at a time.
+        with FileLock(cache_path / "write.lock"):
+            get_cache(str(cache_path)).cache_notebook_bundle(
+                bundle, check_validity=False, overwrite=True
+            )
 
 
 @pytest.hookimpl(hookwrapper=True)
