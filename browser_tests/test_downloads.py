@@ -1,16 +1,19 @@
 """The built book's downloads: each chapter's notebooks and mfkit's wheel, as a learner gets them.
 
 Every chapter page's download menu links the executed ``.ipynb``, the ``.ipynb`` without
-solutions and mfkit's wheel (book/_ext/downloads.py). The last test plays a learner on a
-hosted Jupyter: a fresh Python without mfkit, the downloaded chapter 1 and the wheel in
-one folder; the notebook's first code cell installs mfkit from the wheel, and the whole
-chapter then runs. (The fresh environment borrows the course environment's other
-packages through a ``.pth`` file, so nothing is downloaded; MovieLens comes from
-``MFKIT_DATA_DIR`` as everywhere in CI.)
+solutions and mfkit's wheel (book/_ext/downloads.py). Both notebooks read like the page:
+every value the page glued into its prose is in their Markdown, no glue role is left, and
+the hidden check cells are gone but for those later cells need. The last test plays a
+learner on a hosted Jupyter: a fresh Python without mfkit, the downloaded chapter 1 and
+the wheel in one folder; the notebook's first code cell installs mfkit from the wheel,
+and the whole chapter, without its hidden cells, then runs. (The fresh environment
+borrows the course environment's other packages through a ``.pth`` file, so nothing is
+downloaded; MovieLens comes from ``MFKIT_DATA_DIR`` as everywhere in CI.)
 """
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -20,6 +23,7 @@ import venv
 import zipfile
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 from test_book import HTML, chapters, listing, require_book, scan
@@ -92,6 +96,60 @@ def test_student_notebooks_have_an_empty_cell_per_exercise_and_no_solution() -> 
         assert len(kept) < sum(c.cell_type == "code" for c in full.cells), chapter
         counts[chapter] = placeholders
     print("exercises per chapter:", counts)
+
+
+PASTED = re.compile(r'<span class="pasted-text">(.*?)</span>', re.S)
+SMART_QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")  # Sphinx's, on the page
+
+
+def hidden_checks(notebook: nbformat.NotebookNode) -> list[str]:
+    """The code cells the page hides that check or glue (``remove-cell``, or
+    ``remove-input`` with a claim)."""
+    return [
+        c.source
+        for c in notebook.cells
+        if c.cell_type == "code"
+        and (
+            "remove-cell" in (tags := c.metadata.get("tags", []))
+            or ("remove-input" in tags and "claim(" in c.source)
+        )
+    ]
+
+
+def test_downloaded_notebooks_read_like_the_page() -> None:
+    """Glued values in the prose as the page shows them, and no hidden check cells, except
+    the ones later cells need (the first ``import mfkit``, which sets the thread policy)."""
+    problems, counts = [], {}
+    for chapter in chapters():
+        page = (HTML / f"{chapter}.html").read_text(encoding="utf-8")
+        pasted = {html.unescape(text).translate(SMART_QUOTES) for text in PASTED.findall(page)}
+        source = jupytext.read(HTML / "_sources" / f"{chapter}.md")
+        before = hidden_checks(source)
+        for edition in ("", "-no-solutions"):
+            name = f"{chapter}{edition}.ipynb"
+            notebook = nbformat.read(HTML / "_sources" / name, as_version=4)
+            prose = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+            if "{glue" in prose:
+                problems.append(f"{name}: a glue role or directive is left in the Markdown")
+            shown = re.sub(r"\\(.)", r"\1", prose)  # Markdown's escapes, as Jupyter shows them
+            missing = sorted(text for text in pasted if text not in shown)
+            if missing and not edition:  # (the student edition has no solutions' prose)
+                problems.append(f"{name}: the page's glued values {missing[:5]} are not in it")
+            kept = hidden_checks(notebook)
+            if before and len(kept) >= len(before):
+                problems.append(f"{name}: keeps all {len(before)} hidden check cells")
+            first = next(c for c in source.cells if c.cell_type == "code")
+            if "import mfkit" in first.source and first.source not in kept:
+                problems.append(f"{name}: the first hidden `import mfkit` cell is gone")
+            for cell in notebook.cells:
+                for out in cell.get("outputs", []):
+                    if out.get("metadata", {}).get("scrapbook", {}).get("mime_prefix"):
+                        problems.append(f"{name}: keeps a glue record among its outputs")
+                        break
+            if not edition:
+                counts[Path(chapter).name[:2]] = f"{len(kept)}/{len(before)}"
+    print("hidden check cells kept in each download, of the page's:", counts)
+    assert not problems, listing("downloaded notebooks", problems)
 
 
 def test_a_hosted_notebook_installs_mfkit_from_the_wheel_and_runs(tmp_path: Path) -> None:
