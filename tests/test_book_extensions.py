@@ -10,15 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
 
-from downloads import (  # noqa: E402
-    GLUE_RECORD,
-    PLACEHOLDER,
-    glued_outputs,
-    with_glued_values,
-    with_setup_cell,
-    without_hidden_checks,
-    without_solutions,
-)
+from downloads import PLACEHOLDER, with_setup_cell, without_solutions  # noqa: E402
+from glued_prose import GLUE_RECORD, glued_outputs, with_glued_values  # noqa: E402
+from hidden_checks import without_hidden_checks  # noqa: E402
 from launch_local import lab_url  # noqa: E402
 from silent_checks import drop_empty_cells  # noqa: E402
 
