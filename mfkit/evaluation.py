@@ -38,6 +38,7 @@ from mfkit.metrics import (
 from mfkit.models import SoftmaxModel
 from mfkit.retrieval import similarity, top_k_unseen
 from mfkit.sampling import NegativeSampler
+from mfkit.splits import MissingColumnsError
 from mfkit.threads import on_model_threads
 
 __all__ = [
@@ -122,7 +123,7 @@ def evaluate_ranking(
     test: pd.DataFrame,
     *,
     k: int = 10,
-    min_rating: float = 4,
+    min_rating: float | None = 4,
     measure: str | None = None,
     per_user: bool = False,
 ) -> pd.Series | pd.DataFrame:
@@ -138,6 +139,10 @@ def evaluate_ranking(
     train, test : DataFrame
         Ratings; training pairs are never recommended, and test movies rated at
         least ``min_rating`` are the relevant ones.
+    min_rating : float or None
+        The relevance threshold. ``None`` makes every test interaction relevant
+        (implicit data, no ``rating`` column needed); the default 4 keeps only the
+        test movies rated 4 or 5, which is another protocol with other numbers.
     k : int
         Length of the recommendation lists.
     per_user : bool
@@ -157,9 +162,22 @@ def evaluate_ranking(
         score.eval()
         bags = indexer.bags(train) if isinstance(score, SoftmaxModel) else None
         score = scorer(score, measure, bags=bags)
-    liked = test[test["rating"] >= min_rating]
+    if min_rating is None:
+        liked = test
+    elif "rating" not in test.columns:
+        raise MissingColumnsError(
+            f"test has no 'rating' column, so min_rating={min_rating} cannot choose the "
+            "relevant movies; for implicit data, where every test interaction is relevant, "
+            "pass min_rating=None"
+        )
+    else:
+        liked = test[test["rating"] >= min_rating]
     if liked.empty:
-        raise ValueError(f"no test rating is >= min_rating={min_rating}: nothing is relevant")
+        raise ValueError(
+            "test is empty: nothing is relevant"
+            if min_rating is None
+            else f"no test rating is >= min_rating={min_rating}: nothing is relevant"
+        )
     liked_users = indexer.users.index(liked["user_id"].to_numpy())
     liked_movies = indexer.movies.index(liked["movie_id"].to_numpy())
     relevant = pd.Series(liked_movies).groupby(liked_users).agg(list)

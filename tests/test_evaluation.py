@@ -21,6 +21,7 @@ from mfkit.evaluation import (
 from mfkit.features import IdIndex, Indexer
 from mfkit.models import EASE, MatrixFactorization, SoftmaxModel
 from mfkit.retrieval import similarity
+from mfkit.splits import MissingColumnsError
 
 METRICS = ["precision", "recall", "ndcg", "hit_rate", "coverage", "popularity"]
 
@@ -191,6 +192,21 @@ def test_nothing_relevant_raises(tiny: Indexer, min_rating: float) -> None:
     low = TINY_TEST.assign(rating=1)
     with pytest.raises(ValueError, match="nothing is relevant"):
         evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, low)
+
+
+def test_implicit_test_data_needs_no_rating_column(tiny: Indexer) -> None:
+    # min_rating=None: every test interaction is relevant, as min_rating=1 on 1-5 stars.
+    interactions = TINY_TEST.drop(columns="rating")
+    implicit_result = evaluate_ranking(
+        tiny_score(), tiny, TINY_TRAIN, interactions, k=2, min_rating=None
+    )
+    explicit = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2, min_rating=1)
+    pd.testing.assert_series_equal(implicit_result, explicit)
+    assert implicit_result["users"] == 4
+    with pytest.raises(MissingColumnsError, match="pass min_rating=None"):
+        evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, interactions, k=2)
+    with pytest.raises(ValueError, match="test is empty"):
+        evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, interactions.iloc[:0], min_rating=None)
 
 
 def test_evaluate_ranking_is_deterministic_and_leaves_inputs_alone(tiny: Indexer) -> None:

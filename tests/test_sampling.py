@@ -9,6 +9,7 @@ from scipy.stats import chisquare
 
 from mfkit.data import synthetic_movielens
 from mfkit.sampling import NegativeSampler, implicit
+from mfkit.splits import MissingColumnsError
 
 
 def make_sampler(pairs, n_users, n_items, **kwargs) -> NegativeSampler:
@@ -114,3 +115,11 @@ def test_a_sampler_without_positives_draws_anything() -> None:
         pd.DataFrame({"user_id": [], "movie_id": []}, dtype="int64"), 3, users=[1], items=[1, 2, 3]
     )
     assert sorted(set(sampler.sample_for(np.zeros(300, dtype=np.int64)).tolist())) == [0, 1, 2]
+
+
+def test_positives_with_other_column_names_get_a_clear_error() -> None:
+    positives = pd.DataFrame({"userID": [1, 2], "itemID": [10, 20]})
+    with pytest.raises(MissingColumnsError, match=r"lacks column\(s\) \['user_id', 'movie_id'\]"):
+        NegativeSampler(positives, 2, users=[1, 2], items=[10, 20])
+    renamed = positives.rename(columns={"userID": "user_id", "itemID": "movie_id"})
+    assert NegativeSampler(renamed, 2, users=[1, 2], items=[10, 20]).per_user.tolist() == [1, 1]
