@@ -181,7 +181,7 @@ def evaluate_ranking(
     liked_users = indexer.users.index(liked["user_id"].to_numpy())
     liked_movies = indexer.movies.index(liked["movie_id"].to_numpy())
     relevant = pd.Series(liked_movies).groupby(liked_users).agg(list)
-    seen_users, seen_movies, _ = indexer.tensors(train)
+    seen_users, seen_movies = indexer.pairs(train)
     top = top_k_for_users(
         score,
         torch.tensor(relevant.index.to_numpy()),

@@ -147,6 +147,43 @@ class Indexer:
             ml.movies["title"].to_numpy(),
         )
 
+    @classmethod
+    def from_interactions(
+        cls, interactions: pd.DataFrame, titles: pd.Series | None = None
+    ) -> Indexer:
+        """Users and items from an interaction table alone (``user_id, movie_id``).
+
+        Ids of any hashable type (numbers, strings), rows in sorted id order (in order
+        of first appearance where ids do not sort). ``titles`` maps item ids to names;
+        without it an item's title is its id as text. For a table with other column
+        names, see :class:`mfkit.tables.Columns`.
+
+        Examples
+        --------
+        >>> table = pd.DataFrame({"user_id": ["u2", "u1"], "movie_id": [30, 10]})
+        >>> idx = Indexer.from_interactions(table)
+        >>> idx.users.ids.tolist(), idx.titles.tolist()
+        (['u1', 'u2'], ['10', '30'])
+        """
+        _require(interactions, ("user_id", "movie_id"), "interactions")
+
+        def ids(column: str) -> pd.Index:
+            unique = pd.Index(pd.unique(interactions[column]))
+            try:
+                return unique.sort_values()
+            except TypeError:  # ids of mixed types: keep the order of first appearance
+                return unique
+
+        users, items = ids("user_id"), ids("movie_id")
+        if titles is None:
+            names = items.astype(str).to_numpy(dtype=object)
+        else:
+            missing = items.difference(titles.index)
+            if len(missing):
+                raise UnknownIdError(f"titles lacks item id(s) {missing[:5].tolist()}")
+            names = titles.reindex(items).to_numpy(dtype=object)
+        return cls(IdIndex(users, "user"), IdIndex(items, "item"), names)
+
     @property
     def n_users(self) -> int:
         return len(self.users)

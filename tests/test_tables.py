@@ -1,0 +1,138 @@
+"""Own data in, recommendations out: mfkit.tables and Indexer.from_interactions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mfkit.evaluation import evaluate_ranking
+from mfkit.features import Indexer, UnknownIdError
+from mfkit.models import MatrixFactorization, SoftmaxModel
+from mfkit.splits import MissingColumnsError, leave_one_out, random_split, temporal_split
+from mfkit.tables import Columns, recommendations
+
+# Another library's layout: other names, string ids, implicit (no rating).
+CLICKS = pd.DataFrame(
+    {
+        "userID": ["ann", "ann", "ann", "bob", "bob", "cy", "cy", "cy"],
+        "itemID": ["tea", "jam", "bun", "tea", "pie", "jam", "pie", "tea"],
+        "timestamp": [1, 2, 3, 1, 5, 2, 3, 4],
+        "note": list("abcdefgh"),
+    }
+)
+COLUMNS = Columns(user="userID", item="itemID", timestamp="timestamp")
+
+
+def test_standardize_renames_the_given_columns_and_restore_undoes_it() -> None:
+    table = COLUMNS.standardize(CLICKS)
+    assert list(table.columns) == ["user_id", "movie_id", "timestamp"]  # "note" dropped
+    assert table["user_id"].tolist() == CLICKS["userID"].tolist()
+    back = COLUMNS.restore(table.assign(score=1.0))
+    assert list(back.columns) == ["userID", "itemID", "timestamp", "score"]
+
+
+def test_standardize_names_what_is_missing_or_wrong() -> None:
+    with pytest.raises(MissingColumnsError, match=r"lacks column\(s\) \['rating'\]"):
+        Columns(user="userID", item="itemID", rating="rating").standardize(CLICKS)
+    with pytest.raises(ValueError, match="'itemID' has missing ids"):
+        COLUMNS.standardize(CLICKS.assign(itemID=[None, *CLICKS["itemID"][1:]]))
+    dated = CLICKS.assign(timestamp=pd.to_datetime(CLICKS["timestamp"], unit="D"))
+    with pytest.raises(ValueError, match="timestamp must be numeric"):
+        COLUMNS.standardize(dated)
+
+
+def test_an_indexer_from_the_table_alone() -> None:
+    idx = Indexer.from_interactions(COLUMNS.standardize(CLICKS))
+    assert idx.users.ids.tolist() == ["ann", "bob", "cy"]
+    assert idx.movies.ids.tolist() == ["bun", "jam", "pie", "tea"]
+    assert idx.titles.tolist() == ["bun", "jam", "pie", "tea"]
+    users, items = idx.pairs(COLUMNS.standardize(CLICKS))
+    assert users.tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+    assert items.tolist() == [3, 1, 0, 3, 2, 1, 2, 3]
+    titles = pd.Series({"tea": "Green tea", "jam": "Jam", "bun": "Bun", "pie": "Pie"})
+    assert Indexer.from_interactions(COLUMNS.standardize(CLICKS), titles).titles[3] == "Green tea"
+    with pytest.raises(UnknownIdError, match="titles lacks item id"):
+        Indexer.from_interactions(COLUMNS.standardize(CLICKS), titles.drop("pie"))
+
+
+def test_ids_that_do_not_sort_keep_their_first_order() -> None:
+    table = pd.DataFrame({"user_id": [2, "a", 1], "movie_id": [0, 0, 0]})
+    assert Indexer.from_interactions(table).users.ids.tolist() == [2, "a", 1]
+
+
+def test_the_splits_work_on_a_standardized_table() -> None:
+    table = COLUMNS.standardize(CLICKS)
+    before, last = leave_one_out(table, seed=0)
+    assert last.set_index("user_id")["movie_id"].to_dict() == {
+        "ann": "bun",
+        "bob": "pie",
+        "cy": "tea",
+    }
+    assert len(before) == len(table) - 3
+    past, future = temporal_split(table, cutoff=4)
+    assert future["timestamp"].min() >= 4 > past["timestamp"].max()
+    assert len(random_split(table, 0.25, seed=0)[1]) == 2
+
+
+def brute_top(scores: np.ndarray, seen: set[tuple[int, int]], k: int) -> list[list[int]]:
+    out = []
+    for i, row in enumerate(scores):
+        order = sorted((j for j in range(len(row)) if (i, j) not in seen), key=lambda j: -row[j])
+        out.append(order[:k])
+    return out
+
+
+def test_recommendations_by_brute_force_in_own_ids() -> None:
+    table = COLUMNS.standardize(CLICKS)
+    idx = Indexer.from_interactions(table)
+    model = MatrixFactorization(idx.n_users, idx.n_movies, dim=3, seed=0)
+    train = table.iloc[[0, 1, 3, 5]]  # ann: tea, jam; bob: tea; cy: jam
+    recs = recommendations(model, idx, train, k=2, batch_size=2)  # two batches
+    assert list(recs.columns) == ["user_id", "movie_id", "score", "rank"]
+    scores = model.score_all(torch.arange(idx.n_users)).detach().numpy()
+    seen = set(zip(*(t.tolist() for t in idx.pairs(train)), strict=True))
+    expected = brute_top(scores, seen, 2)
+    for row, user in enumerate(idx.users.ids):
+        mine = recs[recs["user_id"] == user]
+        assert mine["movie_id"].tolist() == idx.movies.ids_of(expected[row]).tolist()
+        assert mine["rank"].tolist() == [1, 2]
+        assert mine["score"].to_numpy() == pytest.approx(scores[row, expected[row]])
+
+
+def test_recommendations_for_some_users_and_short_lists() -> None:
+    table = COLUMNS.standardize(CLICKS)
+    idx = Indexer.from_interactions(table)
+    model = MatrixFactorization(idx.n_users, idx.n_movies, dim=3, seed=0)
+    recs = recommendations(model, idx, table, users=["cy", "ann"], k=3)
+    # ann has seen 3 of 4 items, cy 3 of 4: one item each, cy first
+    assert recs["user_id"].tolist() == ["cy", "ann"]
+    assert recs["movie_id"].tolist() == ["bun", "pie"]
+    with pytest.raises(UnknownIdError, match="dan"):
+        recommendations(model, idx, table, users=["dan"])
+
+
+def test_recommendations_of_a_softmax_model_read_the_seen_bags() -> None:
+    table = COLUMNS.standardize(CLICKS)
+    idx = Indexer.from_interactions(table)
+    model = SoftmaxModel(idx.n_movies, 3, seed=0)
+    recs = recommendations(model, idx, table, k=1)
+    logits = model(idx.bags(table)).detach().numpy()
+    seen = set(zip(*(t.tolist() for t in idx.pairs(table)), strict=True))
+    expected = [top[0] for top in brute_top(logits, seen, 1)]
+    assert recs["movie_id"].tolist() == idx.movies.ids_of(expected).tolist()
+
+
+def test_a_recommendations_table_feeds_the_implicit_protocol() -> None:
+    # Implicit data: every test interaction is relevant (min_rating=None); the hit rate
+    # computed from the recommendations table by hand equals evaluate_ranking's.
+    table = COLUMNS.standardize(CLICKS)
+    idx = Indexer.from_interactions(table)
+    train, test = leave_one_out(table, seed=0)
+    model = MatrixFactorization(idx.n_users, idx.n_movies, dim=3, seed=1)
+    recs = recommendations(model, idx, train, k=2)
+    hits = recs.merge(test[["user_id", "movie_id"]], on=["user_id", "movie_id"])
+    by_hand = hits["user_id"].nunique() / test["user_id"].nunique()
+    result = evaluate_ranking(model, idx, train, test, k=2, min_rating=None)
+    assert result["hit_rate@2"] == pytest.approx(by_hand)
