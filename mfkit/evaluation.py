@@ -44,6 +44,7 @@ from mfkit.threads import on_model_threads
 __all__ = [
     "evaluate_leave_one_out",
     "evaluate_ranking",
+    "known_cases",
     "popularity_scorer",
     "scorer",
     "top_k_for_users",
@@ -83,6 +84,21 @@ def popularity_scorer(indexer: Indexer, train: pd.DataFrame) -> Scorer:
     movies = torch.from_numpy(indexer.movies.index(train["movie_id"].to_numpy()))
     counts = torch.bincount(movies, minlength=indexer.n_movies).float()
     return lambda rows: counts.expand(len(rows), -1)
+
+
+def known_cases(test: pd.DataFrame, indexer: Indexer, unknown: str) -> tuple[pd.DataFrame, int]:
+    """``test`` and how many of its rows were skipped for an id ``indexer`` does not know.
+
+    ``unknown="raise"`` keeps every row (an unknown id then raises
+    :class:`~mfkit.features.UnknownIdError`, which names it); ``"skip"`` drops the rows
+    whose user or movie has no row in the model, e.g. the new users of a temporal split.
+    """
+    if unknown not in ("raise", "skip"):
+        raise ValueError(f"unknown must be 'raise' or 'skip', got {unknown!r}")
+    if unknown == "raise":
+        return test, 0
+    known = test["user_id"].isin(indexer.users.ids) & test["movie_id"].isin(indexer.movies.ids)
+    return test[known], int((~known).sum())
 
 
 @torch.no_grad()
@@ -126,6 +142,7 @@ def evaluate_ranking(
     min_rating: float | None = 4,
     measure: str | None = None,
     per_user: bool = False,
+    unknown: str = "raise",
 ) -> pd.Series | pd.DataFrame:
     """Ranking metrics at ``k`` of a model (or a scoring function) on ``test``.
 
@@ -148,6 +165,9 @@ def evaluate_ranking(
     per_user : bool
         Return each evaluated user's precision, recall, NDCG and hit rate instead
         of the means: what :func:`mfkit.stats.paired` compares between two models.
+    unknown : {"raise", "skip"}
+        What to do with test rows whose user or movie the indexer does not know
+        (:func:`known_cases`): raise, or leave them out and count them.
 
     Returns
     -------
@@ -156,8 +176,11 @@ def evaluate_ranking(
     catalogue recommended to someone) and ``popularity@k`` (mean number of
     training ratings of the recommended movies). With ``per_user``, a DataFrame
     indexed by ``user_id`` (users with a relevant test movie, in row order) with
-    the four per-user metrics, whose means are the Series' values.
+    the four per-user metrics, whose means are the Series' values. With
+    ``unknown="skip"``, the Series also holds ``skipped`` (the test rows left out), and
+    the DataFrame's ``attrs["skipped"]``.
     """
+    test, skipped = known_cases(test, indexer, unknown)
     if isinstance(score, torch.nn.Module):
         score.eval()
         bags = indexer.bags(train) if isinstance(score, SoftmaxModel) else None
@@ -195,17 +218,21 @@ def evaluate_ranking(
     lists = relevant.to_list()
     metrics = {"precision": precision_at_k, "recall": recall_at_k, "ndcg": ndcg_at_k}
     metrics["hit_rate"] = hit_rate_at_k
+    extra = {} if unknown == "raise" else {"skipped": skipped}
     if per_user:
-        return pd.DataFrame(
+        rows = pd.DataFrame(
             {f"{name}@{k}": f(top, lists, k, per_user=True) for name, f in metrics.items()},
             index=pd.Index(indexer.users.ids_of(relevant.index.to_numpy()), name="user_id"),
         )
+        rows.attrs.update(extra)
+        return rows
     return pd.Series(
         {
             "users": len(lists),  # stored as a float, like every entry
             **{f"{name}@{k}": f(top, lists, k) for name, f in metrics.items()},
             f"coverage@{k}": catalog_coverage([shown], indexer.n_movies),
             f"popularity@{k}": float(counts[shown].mean()) if shown.size else 0.0,
+            **extra,
         }
     )
 
@@ -223,6 +250,7 @@ def evaluate_leave_one_out(
     seed: int = 0,
     batch_size: int = 512,
     per_case: bool = False,
+    unknown: str = "raise",
 ) -> pd.Series | pd.DataFrame:
     """Hit rate and NDCG at ``k`` of held-out interactions (the NCF protocol).
 
@@ -249,16 +277,21 @@ def evaluate_leave_one_out(
     per_case : bool
         Return one row per case instead of the means: what :func:`mfkit.stats.paired`
         compares between two models.
+    unknown : {"raise", "skip"}
+        Test rows whose user or movie the indexer does not know: raise, or leave them
+        out and count them (:func:`known_cases`).
 
     Returns
     -------
     Series with ``cases``, ``hit_rate@k`` and ``ndcg@k``; with ``per_case``, a
     DataFrame with ``user_id``, ``hit_rate@k`` and ``ndcg@k``, one row per row of
-    ``test``, in its order.
+    ``test``, in its order. With ``unknown="skip"``, also ``skipped`` (in the
+    DataFrame's ``attrs``).
     """
     if isinstance(score, torch.nn.Module):
         score.eval()
         score = scorer(score)
+    test, skipped = known_cases(test, indexer, unknown)
     if test.empty:
         raise ValueError("test is empty: there is nothing to evaluate")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -300,6 +333,9 @@ def evaluate_leave_one_out(
             f"ndcg@{k}": torch.where(hit, 1 / torch.log2(rank + 2), 0.0).numpy(),
         }
     )
+    extra = {} if unknown == "raise" else {"skipped": skipped}
     if per_case:
-        return cases.assign(user_id=test["user_id"].to_numpy())[["user_id", *cases.columns]]
-    return pd.Series({"cases": len(users), **cases.mean().to_dict()})
+        rows = cases.assign(user_id=test["user_id"].to_numpy())[["user_id", *cases.columns]]
+        rows.attrs.update(extra)
+        return rows
+    return pd.Series({"cases": len(users), **cases.mean().to_dict(), **extra})

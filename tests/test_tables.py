@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mfkit.evaluation import evaluate_ranking
+from mfkit.evaluation import evaluate_leave_one_out, evaluate_ranking
 from mfkit.features import Indexer, UnknownIdError
 from mfkit.models import MatrixFactorization, SoftmaxModel
 from mfkit.splits import MissingColumnsError, leave_one_out, random_split, temporal_split
@@ -136,3 +136,27 @@ def test_a_recommendations_table_feeds_the_implicit_protocol() -> None:
     by_hand = hits["user_id"].nunique() / test["user_id"].nunique()
     result = evaluate_ranking(model, idx, train, test, k=2, min_rating=None)
     assert result["hit_rate@2"] == pytest.approx(by_hand)
+
+
+def test_unknown_test_ids_raise_or_are_skipped_and_counted() -> None:
+    table = COLUMNS.standardize(CLICKS)
+    idx = Indexer.from_interactions(table)
+    model = MatrixFactorization(idx.n_users, idx.n_movies, dim=3, seed=0)
+    train, test = leave_one_out(table, seed=0)
+    newcomer = pd.DataFrame({"user_id": ["dan"], "movie_id": ["tea"], "timestamp": [9]})
+    with_new = pd.concat([test, newcomer], ignore_index=True)
+    with pytest.raises(UnknownIdError, match="dan"):
+        evaluate_ranking(model, idx, train, with_new, min_rating=None)
+    skipped = evaluate_ranking(model, idx, train, with_new, min_rating=None, unknown="skip")
+    plain = evaluate_ranking(model, idx, train, test, min_rating=None)
+    assert skipped["skipped"] == 1
+    pd.testing.assert_series_equal(skipped.drop("skipped"), plain)
+    rows = evaluate_ranking(
+        model, idx, train, with_new, min_rating=None, unknown="skip", per_user=True
+    )
+    assert rows.attrs["skipped"] == 1 and len(rows) == 3
+    cases = evaluate_leave_one_out(model, idx, train, with_new, negatives=None, unknown="skip")
+    assert cases["skipped"] == 1 and cases["cases"] == 3
+    assert "skipped" not in evaluate_leave_one_out(model, idx, train, test, negatives=None)
+    with pytest.raises(ValueError, match="unknown must be 'raise' or 'skip'"):
+        evaluate_ranking(model, idx, train, test, min_rating=None, unknown="drop")
