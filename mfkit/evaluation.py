@@ -35,7 +35,7 @@ from mfkit.metrics import (
     precision_at_k,
     recall_at_k,
 )
-from mfkit.models import SoftmaxModel
+from mfkit.models import SoftmaxModel, TwoTower
 from mfkit.retrieval import similarity, top_k_unseen
 from mfkit.sampling import NegativeSampler
 from mfkit.splits import MissingColumnsError
@@ -62,7 +62,8 @@ def scorer(
     (e.g. predicted ratings with biases), and ``"dot"`` or ``"cosine"`` compare the
     embeddings ``U`` and ``V``. A :class:`~mfkit.models.SoftmaxModel` needs the
     users' ``bags`` (:meth:`mfkit.features.Indexer.bags` of the training data)
-    and scores by its logits, or by ``measure`` between ``psi(x)`` and ``V``. A
+    and scores by its logits, or by ``measure`` between ``psi(x)`` and ``V``; so
+    does a :class:`~mfkit.models.TwoTower`, scored by its towers' dot products. A
     model solved in closed form, such as :class:`~mfkit.models.EASE`, has buffers
     but no parameters; it is scored where its buffers are.
     """
@@ -74,6 +75,10 @@ def scorer(
         if measure is None:
             return lambda rows: model(bags[rows].to(device))
         return lambda rows: similarity(model.user_vectors(bags[rows].to(device)), model.V, measure)
+    if isinstance(model, TwoTower):
+        if bags is None or measure is not None:
+            raise ValueError("a TwoTower is scored from the users' bags (bags=), by its own dot")
+        return lambda rows: model.score_all(rows.to(device), bags[rows].to(device))
     if measure is None:
         return lambda rows: model.score_all(rows.to(device))
     return lambda rows: similarity(model.U[rows.to(device)], model.V, measure)
@@ -183,7 +188,7 @@ def evaluate_ranking(
     test, skipped = known_cases(test, indexer, unknown)
     if isinstance(score, torch.nn.Module):
         score.eval()
-        bags = indexer.bags(train) if isinstance(score, SoftmaxModel) else None
+        bags = indexer.bags(train) if isinstance(score, SoftmaxModel | TwoTower) else None
         score = scorer(score, measure, bags=bags)
     if min_rating is None:
         liked = test
@@ -290,7 +295,8 @@ def evaluate_leave_one_out(
     """
     if isinstance(score, torch.nn.Module):
         score.eval()
-        score = scorer(score)
+        bags = indexer.bags(train) if isinstance(score, SoftmaxModel | TwoTower) else None
+        score = scorer(score, bags=bags)
     test, skipped = known_cases(test, indexer, unknown)
     if test.empty:
         raise ValueError("test is empty: there is nothing to evaluate")

@@ -33,7 +33,7 @@ import torch
 
 from mfkit.evaluation import Scorer, scorer
 from mfkit.features import Indexer
-from mfkit.models import SoftmaxModel
+from mfkit.models import SoftmaxModel, TwoTower
 from mfkit.retrieval import top_k_unseen
 from mfkit.splits import MissingColumnsError
 
@@ -114,8 +114,8 @@ def recommendations(
     ----------
     model : nn.Module or callable
         A model of :mod:`mfkit.models` (scored through
-        :func:`mfkit.evaluation.scorer`; a softmax model reads each user's bag of
-        ``seen`` items) or a function ``user_rows -> (n, n_items)`` scores.
+        :func:`mfkit.evaluation.scorer`; a softmax or two-tower model reads each
+        user's bag of ``seen`` items) or a function ``user_rows -> (n, n_items)`` scores.
     indexer : Indexer
     seen : DataFrame
         ``user_id, movie_id`` pairs never recommended again, normally the training data.
@@ -132,7 +132,7 @@ def recommendations(
     """
     if isinstance(model, torch.nn.Module):
         model.eval()
-        bags = indexer.bags(seen) if isinstance(model, SoftmaxModel) else None
+        bags = indexer.bags(seen) if isinstance(model, SoftmaxModel | TwoTower) else None
         model = scorer(model, measure, bags=bags)
     rows = (
         torch.arange(indexer.n_users)

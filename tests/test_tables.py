@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
+from mfkit.data import synthetic_movielens
 from mfkit.evaluation import evaluate_leave_one_out, evaluate_ranking
-from mfkit.features import Indexer, UnknownIdError
-from mfkit.models import MatrixFactorization, SoftmaxModel
+from mfkit.features import Indexer, SideFeatures, UnknownIdError
+from mfkit.models import MatrixFactorization, SoftmaxModel, TwoTower
 from mfkit.splits import MissingColumnsError, leave_one_out, random_split, temporal_split
 from mfkit.tables import Columns, recommendations
 
@@ -160,3 +161,19 @@ def test_unknown_test_ids_raise_or_are_skipped_and_counted() -> None:
     assert "skipped" not in evaluate_leave_one_out(model, idx, train, test, negatives=None)
     with pytest.raises(ValueError, match="unknown must be 'raise' or 'skip'"):
         evaluate_ranking(model, idx, train, test, min_rating=None, unknown="drop")
+
+
+def test_recommendations_of_a_two_tower_model_read_the_seen_bags() -> None:
+    ds = synthetic_movielens(6, 9, 30, seed=0)
+    idx = Indexer.from_movielens(ds)
+    model = TwoTower(SideFeatures.from_movielens(ds), dim=4, hidden=(8,), seed=0).eval()
+    recs = recommendations(model, idx, ds.ratings, k=2)
+    bags = idx.bags(ds.ratings)
+    scores = model.score_all(torch.arange(idx.n_users), bags).detach().numpy()
+    seen = set(zip(*(t.tolist() for t in idx.pairs(ds.ratings)), strict=True))
+    expected = np.concatenate([idx.movies.ids_of(top) for top in brute_top(scores, seen, 2)])
+    assert recs["movie_id"].tolist() == expected.tolist()
+    cases = evaluate_leave_one_out(
+        model, idx, ds.ratings.iloc[5:], ds.ratings.iloc[:5], negatives=None
+    )
+    assert cases["cases"] == 5
