@@ -175,6 +175,7 @@ def fit(
     patience: int | None = None,
     minimize: bool = True,
     metric_on_train: bool = True,
+    valid_loss: bool = True,
     seed: int | None = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -214,6 +215,11 @@ def fit(
         Also record ``metric`` on the training data. Turn it off where the metric
         is expensive or only means something on validation data (chapter 8 ranks
         every movie for every validation user after each epoch).
+    valid_loss : bool
+        Also record ``loss`` on ``valid`` after every epoch. Turn it off to stop on
+        ``metric`` alone: where ``valid`` is not in the loss's format (held-out pairs
+        for a ranking metric), or where the loss of a whole split is large (an
+        in-batch softmax over 18,695 validation pairs is an 18,695 x 18,695 matrix).
     seed : int or None
         Seeds the batch order and torch's global generator (dropout).
     device : str or torch.device
@@ -246,6 +252,8 @@ def fit(
     check_threads(threads)
     if patience is not None and valid is None:
         raise ValueError("early stopping (patience) needs validation data (valid=...)")
+    if not valid_loss and metric is None and valid is not None:
+        raise ValueError("valid_loss=False scores the validation data by metric=: pass one")
     device = torch.device(device)
     model.to(device)
     fresh = callable(data)
@@ -287,7 +295,8 @@ def fit(
                 if metric is not None and metric_on_train:
                     history.train_metric.append(float(metric(model, *_columns(train))))
                 if valid is not None:
-                    history.valid_loss.append(evaluate(model, valid, loss))
+                    if valid_loss:
+                        history.valid_loss.append(evaluate(model, valid, loss))
                     if metric is not None:
                         history.valid_metric.append(float(metric(model, *_columns(valid))))
             if valid is not None:
@@ -301,7 +310,7 @@ def fit(
                     history.stopped_early = True
                     break
             postfix = {"train": f"{train_loss:.4f}"}
-            if history.valid_loss:
+            if valid is not None:
                 postfix["valid"] = f"{(history.valid_metric or history.valid_loss)[-1]:.4f}"
             bar.set_postfix(postfix)
     bar.close()

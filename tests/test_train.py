@@ -251,6 +251,39 @@ def test_early_stopping_on_a_metric_to_maximise(data) -> None:
     assert neg_rmse(model, *valid) == pytest.approx(max(history.valid_metric), rel=1e-6)
 
 
+def test_early_stopping_on_a_metric_alone_without_the_validation_loss(data) -> None:
+    # Held-out pairs without ratings, which observed_mse cannot read: a metric of its own.
+    users, movies, ratings = data
+    calls = []
+
+    def mean_score(model, u, m) -> float:
+        calls.append(len(u))
+        return float(model(u, m).mean())
+
+    def loss_that_must_not_see_valid(model, u, m, r):
+        assert len(u) <= 64, "the validation split reached the loss"
+        return observed_mse(model, u, m, r)
+
+    model = new_model(init_std=0.1)
+    history = fit(
+        model,
+        data,
+        loss_that_must_not_see_valid,
+        valid=(users[:100], movies[:100]),
+        metric=mean_score,
+        metric_on_train=False,
+        valid_loss=False,
+        minimize=False,
+        epochs=4,
+        batch_size=64,
+        progress=False,
+    )
+    assert history.valid_loss == [] and len(history.valid_metric) == 4 == len(calls)
+    assert history.best_epoch == int(np.argmax(history.valid_metric)) + 1
+    with pytest.raises(ValueError, match="valid_loss=False scores the validation data by metric"):
+        fit(new_model(), data, observed_mse, valid=data, valid_loss=False, progress=False)
+
+
 def test_fit_twice_continues_training(data) -> None:
     model = new_model()
     kwargs = {"epochs": 3, "lr": 0.05, "batch_size": 64, "progress": False}
