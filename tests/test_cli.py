@@ -277,7 +277,7 @@ def test_unknown_user_names_the_id_range(cli_env, capsys) -> None:
         (["recommend"], "missing --age, --gender, --occupation"),
         (["recommend", "--user", "3", "-k", "0"], "-k must be at least 1, got 0"),
         (["recommend", "--user", "3", "--min-ratings", "-1"], "--min-ratings must be at least 0"),
-        (["recommend", "--user", "three"], "argument --user: invalid int value: 'three'"),
+        (["recommend", "--user", "three"], "MovieLens user ids are numbers, got --user three"),
         (["train", "--epochs", "0"], "--epochs must be at least 1, got 0"),
         (["menu", "-k", "-2"], "-k must be at least 1, got -2"),
     ],
@@ -725,3 +725,84 @@ def test_similar_usage_errors_exit_2_before_any_training(cli_env, capsys, argv, 
     err = capsys.readouterr().err
     assert "usage: mfkit similar" in err and message in err and "Traceback" not in err
     assert not cli_env.exists()
+
+
+# ---------------------------------------------------------------- your own data
+def own_clicks(folder: Path, with_ratings: bool = False) -> Path:
+    """A small click log with another library's column names and text ids."""
+    rng = np.random.default_rng(0)
+    rows = {
+        "customer": [f"c{u}" for u in rng.integers(0, 12, 200)],
+        "sku": [f"p{i}" for i in rng.integers(0, 15, 200)],
+        "when": rng.integers(0, 10**6, 200),
+    }
+    if with_ratings:
+        rows["stars"] = rng.integers(1, 6, 200)
+    path = folder / "clicks.csv"
+    pd.DataFrame(rows).drop_duplicates(["customer", "sku"]).to_csv(path, index=False)
+    return path
+
+
+OWN = ["--user-col", "customer", "--item-col", "sku", "--time-col", "when"]
+
+
+def test_train_and_recommend_on_any_csv(cli_env, tmp_path, capsys) -> None:
+    path = own_clicks(tmp_path)
+    assert main(["train", "--interactions", str(path), *OWN, "--epochs", "2", "-q"]) == 0
+    assert "2 epochs, final training loss" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "recommend",
+                "--interactions",
+                str(path),
+                *OWN,
+                "--user",
+                "c3",
+                "-k",
+                "4",
+                "--json",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    clicks = pd.read_csv(path)
+    seen = set(clicks.loc[clicks["customer"] == "c3", "sku"])
+    items = [row["sku"] for row in result["results"]]
+    assert result["user"] == "c3" and len(items) == min(4, 15 - len(seen))
+    assert not seen & set(items)  # nothing the customer already has
+    assert [row["rank"] for row in result["results"]] == list(range(1, len(items) + 1))
+
+
+def test_own_ratings_train_a_rating_model(cli_env, tmp_path, capsys) -> None:
+    path = own_clicks(tmp_path, with_ratings=True)
+    argv = ["train", "--interactions", str(path), *OWN, "--rating-col", "stars", "-q"]
+    assert main([*argv, "--epochs", "3"]) == 0
+    assert "best validation RMSE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--user-col", "userID"], "lacks column(s) ['userID']"),
+        (["--user", "c99"], "unknown user id(s): c99"),
+    ],
+)
+def test_own_data_errors_exit_1_without_a_traceback(
+    cli_env, tmp_path, capsys, extra, message
+) -> None:
+    path = own_clicks(tmp_path)
+    argv = ["recommend", "--interactions", str(path), *OWN, "--user", "c1", *extra, "-q"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mfkit: error: ") and message in err and "Traceback" not in err
+
+
+def test_own_data_usage_errors_exit_2(cli_env, tmp_path, capsys) -> None:
+    path = own_clicks(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["recommend", "--interactions", str(path), *OWN, "--user", "c1", "--age", "30"])
+    assert info.value.code == 2
+    assert "drop --age" in capsys.readouterr().err
