@@ -842,7 +842,8 @@ def _add_own_data(parser: argparse.ArgumentParser) -> None:
         "your own data",
         "a CSV file of interactions instead of MovieLens: one row per interaction, its "
         "columns named below (ids may be numbers or text); a matrix factorization of it, "
-        "on the ratings if --rating-col is given, else on the interactions alone",
+        "on the ratings if --rating-col is given, else on the interactions alone "
+        "(--min-ratings applies to MovieLens only)",
     )
     own.add_argument("--interactions", metavar="CSV", help="the interaction file")
     own.add_argument("--user-col", default="user_id", help="its user column (default user_id)")
