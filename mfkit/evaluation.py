@@ -36,8 +36,10 @@ from mfkit.metrics import (
     recall_at_k,
 )
 from mfkit.models import SoftmaxModel, TwoTower
+from mfkit.models.sequential import SequenceModel
 from mfkit.retrieval import similarity, top_k_unseen
 from mfkit.sampling import NegativeSampler
+from mfkit.sequences import histories
 from mfkit.splits import MissingColumnsError
 from mfkit.threads import on_model_threads
 
@@ -45,6 +47,7 @@ __all__ = [
     "evaluate_leave_one_out",
     "evaluate_ranking",
     "known_cases",
+    "model_scorer",
     "popularity_scorer",
     "scorer",
     "top_k_for_users",
@@ -54,7 +57,11 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]
 
 
 def scorer(
-    model: torch.nn.Module, measure: str | None = None, *, bags: torch.Tensor | None = None
+    model: torch.nn.Module,
+    measure: str | None = None,
+    *,
+    bags: torch.Tensor | None = None,
+    sequences: torch.Tensor | None = None,
 ) -> Scorer:
     """A function ``user_rows -> (len(user_rows), n_movies)`` scores for ``model``.
 
@@ -64,6 +71,9 @@ def scorer(
     users' ``bags`` (:meth:`mfkit.features.Indexer.bags` of the training data)
     and scores by its logits, or by ``measure`` between ``psi(x)`` and ``V``; so
     does a :class:`~mfkit.models.TwoTower`, scored by its towers' dot products. A
+    sequence model (:class:`~mfkit.models.GRU4Rec`, :class:`~mfkit.models.SASRec`)
+    reads the users' ``sequences`` (:func:`mfkit.sequences.histories`) and scores the
+    movie after each one's latest. A
     model solved in closed form, such as :class:`~mfkit.models.EASE`, has buffers
     but no parameters; it is scored where its buffers are.
     """
@@ -75,6 +85,10 @@ def scorer(
         if measure is None:
             return lambda rows: model(bags[rows].to(device))
         return lambda rows: similarity(model.user_vectors(bags[rows].to(device)), model.V, measure)
+    if isinstance(model, SequenceModel):
+        if sequences is None or measure is not None:
+            raise ValueError("a sequence model is scored from the users' sequences=")
+        return lambda rows: model.score_next(sequences[rows].to(device))
     if isinstance(model, TwoTower):
         if bags is None or measure is not None:
             raise ValueError("a TwoTower is scored from the users' bags (bags=), by its own dot")
@@ -82,6 +96,21 @@ def scorer(
     if measure is None:
         return lambda rows: model.score_all(rows.to(device))
     return lambda rows: similarity(model.U[rows.to(device)], model.V, measure)
+
+
+def model_scorer(
+    model: torch.nn.Module, indexer: Indexer, history: pd.DataFrame, measure: str | None = None
+) -> Scorer:
+    """:func:`scorer` of ``model`` with what it reads built from ``history``: the users'
+    bags for a softmax or two-tower model, their sequences (in time order, so
+    ``history`` needs a ``timestamp``) for a sequence model."""
+    model.eval()
+    reads = {}
+    if isinstance(model, SoftmaxModel | TwoTower):
+        reads["bags"] = indexer.bags(history)
+    elif isinstance(model, SequenceModel):
+        reads["sequences"] = histories(history, indexer, maxlen=model.config.get("maxlen"))
+    return scorer(model, measure, **reads)
 
 
 def popularity_scorer(indexer: Indexer, train: pd.DataFrame) -> Scorer:
@@ -187,9 +216,7 @@ def evaluate_ranking(
     """
     test, skipped = known_cases(test, indexer, unknown)
     if isinstance(score, torch.nn.Module):
-        score.eval()
-        bags = indexer.bags(train) if isinstance(score, SoftmaxModel | TwoTower) else None
-        score = scorer(score, measure, bags=bags)
+        score = model_scorer(score, indexer, train, measure)
     if min_rating is None:
         liked = test
     elif "rating" not in test.columns:
@@ -294,9 +321,7 @@ def evaluate_leave_one_out(
     DataFrame's ``attrs``).
     """
     if isinstance(score, torch.nn.Module):
-        score.eval()
-        bags = indexer.bags(train) if isinstance(score, SoftmaxModel | TwoTower) else None
-        score = scorer(score, bags=bags)
+        score = model_scorer(score, indexer, train)
     test, skipped = known_cases(test, indexer, unknown)
     if test.empty:
         raise ValueError("test is empty: there is nothing to evaluate")

@@ -141,6 +141,12 @@ class Indexer:
     @classmethod
     def from_movielens(cls, ml) -> Indexer:
         """Rows in the order of ``ml.users`` and ``ml.movies``."""
+        if not all(hasattr(ml, name) for name in ("users", "movies")):
+            raise TypeError(
+                f"from_movielens takes a MovieLens dataset (mfkit.data.load_movielens), got "
+                f"a {type(ml).__name__}; for a table of interactions use "
+                "Indexer.from_interactions"
+            )
         return cls(
             IdIndex(ml.users["user_id"], "user"),
             IdIndex(ml.movies["movie_id"], "movie"),

@@ -31,9 +31,8 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from mfkit.evaluation import Scorer, scorer
+from mfkit.evaluation import Scorer, model_scorer
 from mfkit.features import Indexer
-from mfkit.models import SoftmaxModel, TwoTower
 from mfkit.retrieval import top_k_unseen
 from mfkit.splits import MissingColumnsError
 
@@ -114,8 +113,9 @@ def recommendations(
     ----------
     model : nn.Module or callable
         A model of :mod:`mfkit.models` (scored through
-        :func:`mfkit.evaluation.scorer`; a softmax or two-tower model reads each
-        user's bag of ``seen`` items) or a function ``user_rows -> (n, n_items)`` scores.
+        :func:`mfkit.evaluation.model_scorer`: a softmax or two-tower model reads each
+        user's bag of ``seen`` items, a sequence model their sequence in time
+        order) or a function ``user_rows -> (n, n_items)`` scores.
     indexer : Indexer
     seen : DataFrame
         ``user_id, movie_id`` pairs never recommended again, normally the training data.
@@ -131,9 +131,7 @@ def recommendations(
     user in the order of ``users``, in the indexer's own ids.
     """
     if isinstance(model, torch.nn.Module):
-        model.eval()
-        bags = indexer.bags(seen) if isinstance(model, SoftmaxModel | TwoTower) else None
-        model = scorer(model, measure, bags=bags)
+        model = model_scorer(model, indexer, seen, measure)
     rows = (
         torch.arange(indexer.n_users)
         if users is None

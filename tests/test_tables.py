@@ -10,7 +10,8 @@ import torch
 from mfkit.data import synthetic_movielens
 from mfkit.evaluation import evaluate_leave_one_out, evaluate_ranking
 from mfkit.features import Indexer, SideFeatures, UnknownIdError
-from mfkit.models import MatrixFactorization, SoftmaxModel, TwoTower
+from mfkit.models import MatrixFactorization, SASRec, SoftmaxModel, TwoTower
+from mfkit.sequences import histories
 from mfkit.splits import MissingColumnsError, leave_one_out, random_split, temporal_split
 from mfkit.tables import Columns, recommendations
 
@@ -177,3 +178,22 @@ def test_recommendations_of_a_two_tower_model_read_the_seen_bags() -> None:
         model, idx, ds.ratings.iloc[5:], ds.ratings.iloc[:5], negatives=None
     )
     assert cases["cases"] == 5
+
+
+def test_recommendations_of_a_sequence_model_read_each_history_in_time_order() -> None:
+    table = COLUMNS.standardize(CLICKS)
+    idx = Indexer.from_interactions(table)
+    model = SASRec(idx.n_movies, dim=4, maxlen=3, blocks=1, heads=1, seed=0).eval()
+    recs = recommendations(model, idx, table, k=1)
+    seqs = histories(table, idx, maxlen=3)
+    scores = model.score_next(seqs).numpy()
+    seen = set(zip(*(t.tolist() for t in idx.pairs(table)), strict=True))
+    expected = [top[0] for top in brute_top(scores, seen, 1)]
+    assert recs["movie_id"].tolist() == idx.movies.ids_of(expected).tolist()
+    with pytest.raises(KeyError, match="timestamp"):
+        recommendations(model, idx, table.drop(columns="timestamp"))
+
+
+def test_from_movielens_on_a_plain_table_points_to_from_interactions() -> None:
+    with pytest.raises(TypeError, match="use Indexer.from_interactions"):
+        Indexer.from_movielens(COLUMNS.standardize(CLICKS))
