@@ -3,7 +3,8 @@
 Modules, one job each: :mod:`mfkit.data` (MovieLens and synthetic data),
 :mod:`mfkit.splits` (train/test splits), :mod:`mfkit.features` (ids to rows, side
 features), :mod:`mfkit.tables` (your own interaction table in, recommendations out),
-:mod:`mfkit.models` (the recommendation models), :mod:`mfkit.losses`,
+:mod:`mfkit.feature_rows` (sparse feature rows), :mod:`mfkit.models` (the
+recommendation models), :mod:`mfkit.losses`,
 :mod:`mfkit.train` (one training loop), :mod:`mfkit.metrics` (rating and ranking
 metrics), :mod:`mfkit.evaluation` (ranking evaluation), :mod:`mfkit.retrieval`
 (recommendations), :mod:`mfkit.sampling` (implicit feedback, negatives),
