@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["FeatureRows", "multi_hot", "one_hot"]
+__all__ = ["FeatureRows", "field_offsets", "multi_hot", "one_hot"]
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,22 @@ class FeatureRows:
     """``n`` sparse rows of width ``n_features`` in the compressed-row layout.
 
     Row ``r``'s non-zero columns are ``indices[indptr[r]:indptr[r + 1]]`` with values
-    ``values[indptr[r]:indptr[r + 1]]``.
+    ``values[indptr[r]:indptr[r + 1]]``, in the order of the fields. ``fields`` holds
+    the width of each field's block of columns (one field of all the columns by
+    default), for the models that embed each field apart (DeepFM, DCN).
     """
 
     indptr: torch.Tensor  # (n + 1,) int64, starts at 0
     indices: torch.Tensor  # (nnz,) int64
     values: torch.Tensor  # (nnz,) float32
     n_features: int
+    fields: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.fields:
+            object.__setattr__(self, "fields", (self.n_features,))
+        if sum(self.fields) != self.n_features or min(self.fields) < 1:
+            raise ValueError(f"fields {self.fields} must be widths >= 1 that add up to n_features")
         if self.indptr.ndim != 1 or len(self.indptr) < 1 or int(self.indptr[0]) != 0:
             raise ValueError("indptr must be a 1-D tensor that starts at 0")
         if bool((self.indptr[1:] < self.indptr[:-1]).any()):
@@ -93,7 +100,8 @@ class FeatureRows:
         sort = torch.argsort(torch.cat(rows), stable=True)
         counts = sum(field.indptr.diff() for field in fields)
         indptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
-        return cls(indptr, torch.cat(indices)[sort], torch.cat(values)[sort], shift)
+        widths = tuple(width for field in fields for width in field.fields)
+        return cls(indptr, torch.cat(indices)[sort], torch.cat(values)[sort], shift, widths)
 
 
 def one_hot(codes: torch.Tensor, size: int) -> FeatureRows:
@@ -122,3 +130,21 @@ def multi_hot(lists: Sequence[Sequence[int]], size: int, *, scale: str = "sqrt")
         [factors[scale](len(items)) for items in lists for _ in items], dtype=torch.float32
     )
     return FeatureRows(indptr, indices, values, size)
+
+
+def field_offsets(
+    indices: torch.Tensor, offsets: torch.Tensor, fields: tuple[int, ...]
+) -> torch.Tensor:
+    """Offsets that cut a batch (:meth:`FeatureRows.batch`) into one bag per row and field.
+
+    Bag ``r * len(fields) + f`` holds row ``r``'s entries of field ``f``; an
+    ``nn.EmbeddingBag`` with these offsets gives ``(rows * fields, dim)``, which
+    ``.view(rows, fields * dim)`` turns into each row's field embeddings side by side.
+    """
+    n_rows, n_fields = len(offsets), len(fields)
+    boundaries = torch.cumsum(torch.tensor(fields), 0)
+    field_of = torch.bucketize(indices, boundaries, right=True)
+    lengths = torch.diff(offsets, append=torch.tensor([len(indices)]))
+    row_of = torch.repeat_interleave(torch.arange(n_rows), lengths)
+    bag_of = row_of * n_fields + field_of  # sorted: rows in order, fields in order in a row
+    return torch.searchsorted(bag_of, torch.arange(n_rows * n_fields))

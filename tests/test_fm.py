@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from mfkit.feature_rows import FeatureRows, multi_hot, one_hot
-from mfkit.models import FactorizationMachine, MatrixFactorization
+from mfkit.feature_rows import FeatureRows, field_offsets, multi_hot, one_hot
+from mfkit.models import DCN, DeepFM, FactorizationMachine, MatrixFactorization
 
 
 def random_rows(seed: int = 0) -> FeatureRows:
@@ -110,3 +110,58 @@ def test_gradients_reach_only_the_active_features() -> None:
 def test_bad_input_raises(build, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def field_rows() -> FeatureRows:
+    """Three fields: a user (4), a movie (5) and a bag of genres (3), six rows."""
+    users = one_hot(torch.tensor([0, 1, 2, 3, 0, 1]), 4)
+    movies = one_hot(torch.tensor([4, 3, 2, 1, 0, 0]), 5)
+    genres = multi_hot([[0, 2], [], [1], [0, 1, 2], [2], [0]], 3)
+    return FeatureRows.concat(users, movies, genres)
+
+
+def test_each_row_and_field_pools_its_own_entries() -> None:
+    rows = field_rows()
+    assert rows.fields == (4, 5, 3)
+    table = torch.nn.EmbeddingBag(rows.n_features, 2, mode="sum")
+    indices, offsets, values = rows.batch(torch.tensor([3, 1, 5]))
+    pooled = table(indices, field_offsets(indices, offsets, rows.fields), per_sample_weights=values)
+    dense = rows.dense()[[3, 1, 5]]
+    starts = [0, 4, 9, 12]
+    for f in range(3):
+        block = slice(starts[f], starts[f + 1])
+        expected = dense[:, block] @ table.weight[block]
+        torch.testing.assert_close(pooled.view(3, 3, 2)[:, f], expected)
+    assert pooled.view(3, 3, 2)[1, 2].abs().sum() == 0  # row 1 has no genre
+
+
+def test_deepfm_is_the_fm_plus_an_mlp_of_the_fields() -> None:
+    rows = field_rows()
+    deepfm = DeepFM(rows.fields, dim=2, hidden=(4,), init_std=0.3, seed=0).eval()
+    fm = FactorizationMachine(rows.n_features, dim=2)
+    fm.load_state_dict({k: v for k, v in deepfm.state_dict().items() if not k.startswith("deep")})
+    batch = rows.batch(torch.arange(len(rows)))
+    fields = torch.cat(
+        [rows.dense()[:, a:b] @ deepfm.factors.weight[a:b] for a, b in [(0, 4), (4, 9), (9, 12)]],
+        dim=1,
+    )
+    torch.testing.assert_close(deepfm(*batch), fm(*batch) + deepfm.deep(fields).squeeze(-1))
+
+
+def test_a_dcn_cross_layer_by_hand() -> None:
+    rows = field_rows()
+    dcn = DCN(rows.fields, dim=2, crosses=1, hidden=(3,), init_std=0.3, seed=0).eval()
+    x0 = torch.cat(
+        [rows.dense()[:, a:b] @ dcn.embedding.weight[a:b] for a, b in [(0, 4), (4, 9), (9, 12)]],
+        dim=1,
+    )
+    x1 = x0 * (x0 @ dcn.cross[0].weight.T + dcn.cross[0].bias) + x0
+    expected = dcn.output(dcn.deep(x1)).squeeze(-1)
+    torch.testing.assert_close(dcn(*rows.batch(torch.arange(len(rows)))), expected)
+    same = DCN(rows.fields, dim=2, crosses=1, hidden=(3,), init_std=0.3, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(dcn.parameters(), same.parameters(), strict=True))
+
+
+def test_fields_must_cover_the_columns() -> None:
+    with pytest.raises(ValueError, match="add up to n_features"):
+        FeatureRows(torch.tensor([0, 1]), torch.tensor([0]), torch.ones(1), 3, (1, 1))

@@ -18,7 +18,8 @@ module                                 chapter  models
 :mod:`mfkit.models.ranking`            8        :class:`NeuMF`, :class:`EASE`, :func:`ease_weights`
 :mod:`mfkit.models.sequential`         9        :class:`GRU4Rec`, :class:`SASRec`
 :mod:`mfkit.models.two_tower`          11       :class:`TwoTower`
-:mod:`mfkit.models.fm`                 -        :class:`FactorizationMachine`
+:mod:`mfkit.models.fm`                 -        :class:`FactorizationMachine`,
+                                                :class:`DeepFM`, :class:`DCN`
 =====================================  =======  =============================================
 
 Import them from here: ``from mfkit.models import MatrixFactorization``. Every model
@@ -28,7 +29,7 @@ stores next to its weights.
 
 from mfkit.models.factorization import MatrixFactorization
 from mfkit.models.features import DemographicsModel, HybridModel
-from mfkit.models.fm import FactorizationMachine
+from mfkit.models.fm import DCN, DeepFM, FactorizationMachine
 from mfkit.models.implicit import ImplicitMLP, drop_ids
 from mfkit.models.ranking import EASE, NeuMF, ease_weights
 from mfkit.models.sequential import GRU4Rec, SASRec
@@ -36,7 +37,9 @@ from mfkit.models.softmax import SoftmaxModel
 from mfkit.models.two_tower import TwoTower
 
 __all__ = [
+    "DCN",
     "EASE",
+    "DeepFM",
     "DemographicsModel",
     "FactorizationMachine",
     "GRU4Rec",

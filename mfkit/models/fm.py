@@ -12,6 +12,12 @@ The pairwise sum has ``n (n - 1) / 2`` terms, but Rendle's identity computes it 
 With two one-hot fields, a user and a movie, ``y = w0 + w_user + w_movie + <v_user,
 v_movie>``: biased matrix factorization (chapter 2) is the factorization machine of
 those two fields.
+
+Two networks read the same rows field by field (each field's entries pooled into
+one embedding, :func:`mfkit.feature_rows.field_offsets`): :class:`DeepFM` (Guo et
+al. 2017) adds an MLP over the fields' factors to the FM, and :class:`DCN` (DCN-v2,
+Wang et al. 2021) crosses the fields' embeddings explicitly, ``x_{l+1} = x_0 *
+(W_l x_l + b_l) + x_l``, before an MLP.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["FactorizationMachine"]
+from mfkit.feature_rows import field_offsets
+from mfkit.models._layers import check_mlp_args, mlp
+
+__all__ = ["DCN", "DeepFM", "FactorizationMachine"]
 
 
 class FactorizationMachine(nn.Module):
@@ -85,3 +94,101 @@ class FactorizationMachine(nn.Module):
             indices, squared, offsets, mode="sum", per_sample_weights=values.square()
         )
         return self.bias + linear + 0.5 * (sum_vx.square() - squares).sum(dim=-1)
+
+
+def _field_embeddings(
+    table: nn.EmbeddingBag, indices, offsets, values, fields: tuple[int, ...]
+) -> torch.Tensor:
+    """Each row's fields, each pooled (weighted sum) into one embedding: ``(rows, F * dim)``."""
+    bags = field_offsets(indices, offsets, fields)
+    pooled = table(indices, bags, per_sample_weights=values)
+    return pooled.view(len(offsets), len(fields) * table.embedding_dim)
+
+
+class DeepFM(FactorizationMachine):
+    """A factorization machine plus an MLP over the same factors, field by field.
+
+    ``y(x) = FM(x) + MLP([e_1, ..., e_F])``, where ``e_f`` is field ``f``'s entries'
+    factors, weighted by their values and summed. ``fields`` are the widths of the
+    rows' fields (:attr:`mfkit.feature_rows.FeatureRows.fields`); the other
+    parameters are :class:`FactorizationMachine`'s, plus the MLP's ``hidden`` sizes
+    and ``dropout``.
+    """
+
+    def __init__(
+        self,
+        fields: tuple[int, ...],
+        dim: int,
+        *,
+        hidden: tuple[int, ...] = (64, 32),
+        dropout: float = 0.0,
+        **options,
+    ) -> None:
+        super().__init__(sum(fields), dim, **options)
+        hidden = check_mlp_args(hidden, dropout)
+        self.fields = tuple(fields)
+        self.config |= {"fields": self.fields, "hidden": hidden, "dropout": dropout}
+        del self.config["n_features"]
+        seed = options.get("seed", 0)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            deep = mlp((len(fields) * dim, *hidden), dropout, batch_norm=False)
+            self.deep = nn.Sequential(deep, nn.Linear(hidden[-1], 1))
+
+    def forward(self, indices, offsets, values) -> torch.Tensor:
+        x0 = _field_embeddings(self.factors, indices, offsets, values, self.fields)
+        return super().forward(indices, offsets, values) + self.deep(x0).squeeze(-1)
+
+
+class DCN(nn.Module):
+    """DCN-v2: cross layers over the fields' embeddings, then an MLP.
+
+    ``x_0`` is the fields' embeddings side by side (``F * dim``); each of ``crosses``
+    layers computes ``x_{l+1} = x_0 * (W_l x_l + b_l) + x_l``, a feature cross of one
+    more order per layer; an MLP of ``hidden`` sizes and a linear output follow.
+    """
+
+    def __init__(
+        self,
+        fields: tuple[int, ...],
+        dim: int,
+        *,
+        crosses: int = 2,
+        hidden: tuple[int, ...] = (64, 32),
+        dropout: float = 0.0,
+        init_std: float = 0.01,
+        global_mean: float = 0.0,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        hidden = check_mlp_args(hidden, dropout)
+        if crosses < 0:
+            raise ValueError(f"crosses must be >= 0, got {crosses}")
+        self.fields = tuple(fields)
+        self.config = {
+            "fields": self.fields,
+            "dim": dim,
+            "crosses": crosses,
+            "hidden": hidden,
+            "dropout": dropout,
+            "init_std": init_std,
+            "global_mean": global_mean,
+        }
+        width = len(fields) * dim
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.embedding = nn.EmbeddingBag(sum(fields), dim, mode="sum")
+            nn.init.normal_(self.embedding.weight, 0.0, init_std)
+            self.cross = nn.ModuleList(nn.Linear(width, width) for _ in range(crosses))
+            self.deep = mlp((width, *hidden), dropout, batch_norm=False)
+            self.output = nn.Linear(hidden[-1], 1)
+        nn.init.constant_(self.output.bias, float(global_mean))
+
+    def forward(self, indices, offsets, values) -> torch.Tensor:
+        x0 = _field_embeddings(self.embedding, indices, offsets, values, self.fields)
+        x = x0
+        for layer in self.cross:
+            x = x0 * layer(x) + x
+        return self.output(self.deep(x)).squeeze(-1)
