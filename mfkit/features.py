@@ -382,6 +382,37 @@ class SideFeatures:
         """Side features of ``ml.users`` and ``ml.movies``, rows as in :class:`Indexer`."""
         return cls(ml.users, ml.movies, **kwargs)
 
+    @classmethod
+    def for_indexer(
+        cls, users: pd.DataFrame, movies: pd.DataFrame, indexer: Indexer, **kwargs
+    ) -> SideFeatures:
+        """Side features keyed by id, put in ``indexer``'s row order and checked.
+
+        ``users`` needs a ``user_id`` column and ``movies`` a ``movie_id`` column (the
+        item's id), one row per id, in any order: row ``i`` of the result is
+        ``indexer``'s user (movie) ``i``. An id the indexer knows but a table lacks,
+        or an id twice, is an error; rows of ids the indexer does not know are
+        dropped. ``kwargs`` go to the constructor.
+        """
+        aligned = []
+        for table, key, ids in (
+            (users, "user_id", indexer.users),
+            (movies, "movie_id", indexer.movies),
+        ):
+            _require(table, (key,), f"the {key[:-3]} table")
+            repeated = table[key][table[key].duplicated()].unique()[:5].tolist()
+            if repeated:
+                raise ValueError(f"the {key[:-3]} table has {key} more than once: {repeated}")
+            keyed = table.set_index(key)
+            missing = ids.ids.difference(keyed.index)
+            if len(missing):
+                raise UnknownIdError(
+                    f"the {key[:-3]} table lacks {len(missing)} {key}(s) the indexer knows, "
+                    f"e.g. {missing[:5].tolist()}"
+                )
+            aligned.append(keyed.loc[ids.ids].reset_index())
+        return cls(*aligned, **kwargs)
+
     @property
     def sizes(self) -> dict[str, int]:
         """Number of codes of each categorical feature (0 = unknown included)."""

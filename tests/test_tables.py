@@ -197,3 +197,19 @@ def test_recommendations_of_a_sequence_model_read_each_history_in_time_order() -
 def test_from_movielens_on_a_plain_table_points_to_from_interactions() -> None:
     with pytest.raises(TypeError, match="use Indexer.from_interactions"):
         Indexer.from_movielens(COLUMNS.standardize(CLICKS))
+
+
+def test_side_features_by_id_follow_the_indexer_and_are_checked() -> None:
+    ds = synthetic_movielens(6, 9, 30, seed=0)
+    idx = Indexer.from_movielens(ds)
+    shuffled_users = ds.users.sample(frac=1, random_state=0)
+    shuffled_movies = ds.movies.sample(frac=1, random_state=1)
+    side = SideFeatures.for_indexer(shuffled_users, shuffled_movies, idx)
+    in_order = SideFeatures.from_movielens(ds)
+    for mine, theirs in ((side.users, in_order.users), (side.movies, in_order.movies)):
+        for name in mine:
+            torch.testing.assert_close(mine[name], theirs[name])
+    with pytest.raises(UnknownIdError, match="lacks 1 user_id"):
+        SideFeatures.for_indexer(ds.users.iloc[1:], ds.movies, idx)
+    with pytest.raises(ValueError, match="movie_id more than once"):
+        SideFeatures.for_indexer(ds.users, pd.concat([ds.movies, ds.movies.iloc[:1]]), idx)
