@@ -491,7 +491,11 @@ def two_tower_loss(
     ``counts`` (each movie's number of training pairs), the logQ correction is
     applied; with ``mask_duplicates``, a movie that is in the batch twice is not a
     negative of its own other pair. Pass it to ``fit`` as
-    ``functools.partial(two_tower_loss, bags=bags)``.
+    ``functools.partial(two_tower_loss, bags=bags)``. ``bags`` is every user's bag
+    (row ``u`` for user row ``u``); a :class:`~mfkit.models.TwoTower` pools them with
+    :meth:`~mfkit.models.TwoTower.pair_vectors` (the same numbers, up to float
+    rounding, as ``model(users, inputs, movies)`` on the dense bags ``inputs``
+    without each pair's movie, which is what any other model is given).
 
     Examples
     --------
@@ -505,9 +509,12 @@ def two_tower_loss(
     >>> bool(two_tower_loss(model, users[:8], movies[:8], bags=bags) > 0)
     True
     """
-    inputs = bags[users]  # advanced indexing copies
-    inputs[torch.arange(len(users)), movies] = 0.0
-    user_vecs, movie_vecs = model(users, inputs, movies)
+    if hasattr(model, "pair_vectors"):  # TwoTower: the same bags, one product per distinct user
+        user_vecs, movie_vecs = model.pair_vectors(users, movies, bags)
+    else:
+        inputs = bags[users]  # advanced indexing copies
+        inputs[torch.arange(len(users)), movies] = 0.0
+        user_vecs, movie_vecs = model(users, inputs, movies)
     log_q = None if counts is None else batch_log_q(movies, counts).to(user_vecs.device)
     return in_batch_softmax(
         user_vecs,

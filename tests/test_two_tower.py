@@ -312,6 +312,7 @@ def test_two_tower_loss_leaves_the_target_out_of_the_bag(side, bags) -> None:
     users, movies = torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7])
     with_target, without = bags.clone(), bags.clone()
     with_target[users, movies], without[users, movies] = 1.0, 0.0
+    before = with_target.clone()
     with torch.no_grad():
         a = two_tower_loss(model, users, movies, bags=with_target)
         b = two_tower_loss(model, users, movies, bags=without)
@@ -319,7 +320,8 @@ def test_two_tower_loss_leaves_the_target_out_of_the_bag(side, bags) -> None:
         counts = torch.bincount(movies, minlength=N_MOVIES) + 1
         corrected = two_tower_loss(model, users, movies, bags=without, counts=counts)
         by_hand = in_batch_softmax(user_vecs, movie_vecs, log_q=batch_log_q(movies, counts))
-    assert torch.equal(a, b) and torch.equal(bags, bags.clone())  # bags untouched
+    torch.testing.assert_close(a, b)  # the same up to float rounding
+    assert torch.equal(with_target, before)  # bags untouched
     assert a.item() == pytest.approx(in_batch_softmax(user_vecs, movie_vecs).item(), rel=1e-6)
     assert corrected.item() == pytest.approx(by_hand.item(), rel=1e-6)
 
@@ -337,3 +339,92 @@ def test_fit_lowers_the_in_batch_loss_and_evaluates(ds, side, log_q: bool) -> No
     assert history.train_loss[-1] < history.train_loss[0]
     metrics = evaluate_ranking(lambda rows: model.score_all(rows, bags[rows]), indexer, train, test)
     assert 0 <= metrics["ndcg@10"] <= 1 and metrics["users"] > 0
+
+
+# ------------------------------------------------------------------ the cheap bag path
+
+
+class DenseOnly(torch.nn.Module):
+    """A TwoTower seen only through ``forward``: two_tower_loss's dense path."""
+
+    def __init__(self, model: TwoTower) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, users, bags, movies):
+        return self.model(users, bags, movies)
+
+
+def random_pairs(bags: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n pairs, repeated users included: half from the bags, half at random (not in them)."""
+    g = torch.Generator().manual_seed(seed)
+    in_bag = bags.nonzero()
+    picked = in_bag[torch.randint(len(in_bag), (n // 2,), generator=g)]
+    users = torch.cat([picked[:, 0], torch.randint(len(bags), (n - n // 2,), generator=g)])
+    movies = torch.cat([picked[:, 1], torch.randint(bags.shape[1], (n - n // 2,), generator=g)])
+    return users, movies
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"user_ids": True, "normalize": True}])
+def test_pair_vectors_equal_the_dense_bags_without_each_pairs_movie(side, bags, kwargs) -> None:
+    model = tower(side, **kwargs).eval()
+    users, movies = random_pairs(bags, 64, seed=0)
+    assert len(users.unique()) < len(users)  # some users twice: one sum serves both
+    before = bags.clone()
+    dense = bags[users]
+    dense[torch.arange(len(users)), movies] = 0.0
+    with torch.no_grad():
+        expected = model(users, dense, movies)
+        got = model.pair_vectors(users, movies, bags)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert torch.equal(bags, before)
+
+
+def test_pair_vectors_of_an_emptied_bag_pool_to_zeros(side) -> None:
+    model = tower(side).eval()
+    bags = torch.zeros(N_USERS, N_MOVIES)
+    bags[3, 7] = 1.0  # user 3's only movie is the pair's own
+    with torch.no_grad():
+        got, _ = model.pair_vectors(torch.tensor([3]), torch.tensor([7]), bags)
+        empty, _ = model(torch.tensor([3]), torch.zeros(1, N_MOVIES), torch.tensor([7]))
+    torch.testing.assert_close(got, empty)
+
+
+@pytest.mark.parametrize("counts", [False, True])
+def test_two_tower_loss_and_gradients_match_the_dense_path(side, bags, counts) -> None:
+    model = tower(side, user_ids=True, normalize=True)
+    users, movies = random_pairs(bags, 48, seed=1)
+    n = torch.bincount(movies, minlength=N_MOVIES) + 1 if counts else None
+    kwargs = {"bags": bags, "counts": n, "temperature": 0.5, "mask_duplicates": True}
+    cheap = two_tower_loss(model, users, movies, **kwargs)
+    cheap_grads = torch.autograd.grad(cheap, list(model.parameters()), allow_unused=True)
+    dense = two_tower_loss(DenseOnly(model), users, movies, **kwargs)
+    dense_grads = torch.autograd.grad(dense, list(model.parameters()), allow_unused=True)
+    torch.testing.assert_close(cheap, dense)
+    for a, b in zip(cheap_grads, dense_grads, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_training_with_either_path_follows_the_same_losses(ds, side) -> None:
+    indexer = Indexer.from_movielens(ds)
+    users, movies, _ = indexer.tensors(ds.ratings)
+    bags = indexer.bags(ds.ratings)
+    loss = functools.partial(two_tower_loss, bags=bags, temperature=0.5, mask_duplicates=True)
+    runs = []
+    for wrap in (lambda m: m, DenseOnly):
+        model = tower(side, dim=8, hidden=(16,))
+        settings = {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 0, "progress": False}
+        history = fit(wrap(model), (users, movies), loss, **settings)
+        runs.append(history.train_loss)
+    assert runs[0] == pytest.approx(runs[1], rel=1e-4)
+
+
+def test_pair_vectors_refuse_bad_inputs(side, bags) -> None:
+    model = tower(side)
+    with pytest.raises(ValueError, match="every user's bag"):
+        model.pair_vectors(torch.tensor([0]), torch.tensor([1]), bags[:, :-1])
+    with pytest.raises(ValueError, match="1-D"):
+        model.pair_vectors(torch.tensor([0, 1]), torch.tensor([1]), bags)

@@ -184,12 +184,22 @@ class TwoTower(SideFeatureModel):
             raise ValueError(f"user_features must have one row per bag ({n})")
         bags = bags.to(self.history.weight.dtype)
         pooled = bags @ self.history.weight / bags.sum(dim=1, keepdim=True).clamp(min=1)
+        return self._user_tower(pooled, user_features, users)
+
+    def _user_tower(
+        self,
+        pooled: torch.Tensor,
+        user_features: dict[str, torch.Tensor],
+        users: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The user tower from the pooled bags on: features, id, MLP."""
+        n = len(pooled)
         parts = [pooled]
         parts += [one_hot(user_features[k], size) for k, size in self._user_sizes.items()]
         parts.append(user_features["age"].unsqueeze(-1))
         if self.user_id is not None:
             if users is None:
-                users, keep = torch.zeros(n, dtype=torch.int64, device=bags.device), False
+                users, keep = torch.zeros(n, dtype=torch.int64, device=pooled.device), False
             else:
                 keep = True
             parts.append(self._ids(self.user_id, users, keep))
@@ -229,6 +239,62 @@ class TwoTower(SideFeatureModel):
         ``bags`` are the users' bags, one row per entry of ``users``.
         """
         user_vecs = self.user_vectors(bags, self.user_features(users), users=users)
+        return user_vecs, self.movie_vectors(movies)
+
+    def pair_vectors(
+        self, users: torch.Tensor, movies: torch.Tensor, bags: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both towers on training pairs, each user's bag *without the pair's movie*.
+
+        The same as ``forward(users, inputs, movies)`` with ``inputs = bags[users]`` and
+        ``inputs[k, movies[k]] = 0`` for every pair ``k`` (what
+        :func:`mfkit.losses.two_tower_loss` trains on), up to float rounding, but
+        cheaper: the bag sums are computed once per *distinct* user of the batch, and
+        each pair's movie is then subtracted from its user's sum, instead of copying and
+        multiplying a dense ``(B, n_movies)`` bag per pair.
+
+        Parameters
+        ----------
+        users, movies : tensor (B,)
+            User and movie rows of the pairs.
+        bags : tensor (n_users, n_movies)
+            Every user's bag (:meth:`mfkit.features.Indexer.bags`), row ``u`` for user
+            row ``u``; it is not modified.
+
+        Examples
+        --------
+        >>> from mfkit.data import synthetic_movielens
+        >>> from mfkit.features import Indexer, SideFeatures
+        >>> ds = synthetic_movielens(10, 12, 40, seed=0)
+        >>> model = TwoTower(SideFeatures.from_movielens(ds), dim=4, hidden=(8,), seed=0)
+        >>> users, movies, _ = Indexer.from_movielens(ds).tensors(ds.ratings)
+        >>> bags = Indexer.from_movielens(ds).bags(ds.ratings)
+        >>> inputs = bags[users[:8]]
+        >>> inputs[torch.arange(8), movies[:8]] = 0.0
+        >>> dense = model(users[:8], inputs, movies[:8])
+        >>> cheap = model.pair_vectors(users[:8], movies[:8], bags)
+        >>> all(torch.allclose(a, b, atol=1e-6) for a, b in zip(dense, cheap))
+        True
+        """
+        if bags.ndim != 2 or bags.shape[1] != self.n_movies:
+            raise ValueError(
+                f"bags must be every user's bag, shape (n_users, {self.n_movies}), "
+                f"got {tuple(bags.shape)}"
+            )
+        if users.shape != movies.shape or users.ndim != 1:
+            raise ValueError(
+                "users and movies must be 1-D and of one length, got shapes "
+                f"{tuple(users.shape)} and {tuple(movies.shape)}"
+            )
+        weight = self.history.weight
+        distinct, which = users.unique(return_inverse=True)
+        rows = bags[distinct.to(bags.device)].to(weight.device, weight.dtype)
+        sums, sizes = (rows @ weight)[which], rows.sum(dim=1)[which]
+        inside = bags[users.to(bags.device), movies.to(bags.device)]  # the pair's own movie
+        inside = inside.to(weight.device, weight.dtype)  # 1 where it is in the bag: remove it
+        sums = sums - inside[:, None] * self.history(movies)
+        pooled = sums / (sizes - inside).clamp(min=1)[:, None]
+        user_vecs = self._user_tower(pooled, self.user_features(users), users)
         return user_vecs, self.movie_vectors(movies)
 
     def score_all(
