@@ -110,7 +110,7 @@ class DeepFM(FactorizationMachine):
 
     ``y(x) = FM(x) + MLP([e_1, ..., e_F])``, where ``e_f`` is field ``f``'s entries'
     factors, weighted by their values and summed. ``fields`` are the widths of the
-    rows' fields (:attr:`mfkit.feature_rows.FeatureRows.fields`); the other
+    rows' fields (``FeatureRows.fields``, :mod:`mfkit.feature_rows`); the other
     parameters are :class:`FactorizationMachine`'s, plus the MLP's ``hidden`` sizes
     and ``dropout``.
     """
@@ -137,6 +137,7 @@ class DeepFM(FactorizationMachine):
             self.deep = nn.Sequential(deep, nn.Linear(hidden[-1], 1))
 
     def forward(self, indices, offsets, values) -> torch.Tensor:
+        """``y(x)`` of each row given as ``(indices, offsets, values)``: the FM plus the MLP."""
         x0 = _field_embeddings(self.factors, indices, offsets, values, self.fields)
         return super().forward(indices, offsets, values) + self.deep(x0).squeeze(-1)
 
@@ -187,6 +188,7 @@ class DCN(nn.Module):
         nn.init.constant_(self.output.bias, float(global_mean))
 
     def forward(self, indices, offsets, values) -> torch.Tensor:
+        """The prediction for each row given as ``(indices, offsets, values)``."""
         x0 = _field_embeddings(self.embedding, indices, offsets, values, self.fields)
         x = x0
         for layer in self.cross:
