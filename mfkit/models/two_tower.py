@@ -289,7 +289,8 @@ class TwoTower(SideFeatureModel):
         weight = self.history.weight
         distinct, which = users.unique(return_inverse=True)
         rows = bags[distinct.to(bags.device)].to(weight.device, weight.dtype)
-        sums, sizes = (rows @ weight)[which], rows.sum(dim=1)[which]
+        # index_select, not [which]: its backward adds in a fixed order (reproducible runs)
+        sums, sizes = (rows @ weight).index_select(0, which), rows.sum(dim=1)[which]
         inside = bags[users.to(bags.device), movies.to(bags.device)]  # the pair's own movie
         inside = inside.to(weight.device, weight.dtype)  # 1 where it is in the bag: remove it
         sums = sums - inside[:, None] * self.history(movies)
