@@ -145,14 +145,16 @@ def top_k_for_users(
     k: int,
     *,
     batch_size: int = 512,
-) -> torch.Tensor:
+    with_scores: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` movie rows for each of ``user_rows``, skipping the seen pairs.
 
     ``(seen_users, seen_movies)`` are the rows of the training pairs. A user with
-    fewer than ``k`` unseen movies gets a shorter list, padded with ``-1``.
+    fewer than ``k`` unseen movies gets a shorter list, padded with ``-1``. With
+    ``with_scores``, returns ``(scores, rows)``, the padding scored ``-inf``.
     """
     position = torch.full((int(max(seen_users.max(), user_rows.max())) + 1,), -1)
-    tops = []
+    tops, scores = [], []
     for start in range(0, len(user_rows), batch_size):
         batch, inverse = torch.unique(user_rows[start : start + batch_size], return_inverse=True)
         position[batch] = torch.arange(len(batch))
@@ -162,7 +164,8 @@ def top_k_for_users(
         position[batch] = -1
         values, cols = top_k_unseen(score(batch).cpu()[inverse], mask[inverse], k)
         tops.append(cols.masked_fill(values == float("-inf"), -1))
-    return torch.cat(tops)
+        scores.append(values)
+    return (torch.cat(scores), torch.cat(tops)) if with_scores else torch.cat(tops)
 
 
 @on_model_threads

@@ -31,9 +31,8 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from mfkit.evaluation import Scorer, model_scorer
+from mfkit.evaluation import Scorer, model_scorer, top_k_for_users
 from mfkit.features import Indexer
-from mfkit.retrieval import top_k_unseen
 from mfkit.splits import MissingColumnsError
 
 __all__ = ["Columns", "recommendations"]
@@ -138,21 +137,23 @@ def recommendations(
         else torch.from_numpy(indexer.users.index(list(users)))
     )
     seen_users, seen_items = indexer.pairs(seen)
-    mask = torch.zeros(indexer.n_users, indexer.n_movies, dtype=torch.bool)
-    mask[seen_users, seen_items] = True
-    parts = []
-    for batch in rows.split(batch_size):
-        values, items = top_k_unseen(model(batch).cpu(), mask[batch], k)
-        rank = torch.arange(1, values.shape[1] + 1).expand_as(values)
-        keep = values > float("-inf")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "user_id": indexer.users.ids_of(batch[:, None].expand_as(items)[keep]),
-                    "movie_id": indexer.movies.ids_of(items[keep]),
-                    "score": values[keep].double().numpy(),
-                    "rank": rank[keep].numpy(),
-                }
-            )
-        )
-    return pd.concat(parts, ignore_index=True)
+    scores, items = top_k_for_users(
+        model,
+        rows,
+        seen_users,
+        seen_items,
+        indexer.n_movies,
+        k,
+        batch_size=batch_size,
+        with_scores=True,
+    )
+    keep = items >= 0  # a user with fewer than k unseen items has a shorter list
+    rank = torch.arange(1, items.shape[1] + 1).expand_as(items)
+    return pd.DataFrame(
+        {
+            "user_id": indexer.users.ids_of(rows[:, None].expand_as(items)[keep]),
+            "movie_id": indexer.movies.ids_of(items[keep]),
+            "score": scores[keep].double().numpy(),
+            "rank": rank[keep].numpy(),
+        }
+    )

@@ -306,6 +306,17 @@ def random_case():
     return scores, user_rows, seen_users, seen_movies
 
 
+def test_top_k_for_users_with_scores_gives_each_row_its_score(random_case) -> None:
+    scores, user_rows, seen_users, seen_movies = random_case
+    args = (lambda rows: scores[rows], user_rows, seen_users, seen_movies, 15, 14)
+    values, top = top_k_for_users(*args, batch_size=5, with_scores=True)
+    assert torch.equal(top, top_k_for_users(*args, batch_size=5))
+    padded = top < 0  # users with fewer than 14 unseen movies
+    assert padded.any() and bool(torch.isinf(values[padded]).all())
+    expected = scores[user_rows[:, None].expand_as(top)[~padded], top[~padded]]
+    torch.testing.assert_close(values[~padded], expected)
+
+
 @pytest.mark.parametrize("batch_size", [1, 2, 5, 16, 17, 512])
 def test_top_k_for_users_is_the_same_in_any_batch_size(random_case, batch_size: int) -> None:
     scores, user_rows, seen_users, seen_movies = random_case
