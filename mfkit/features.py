@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from mfkit.data import GENRES
+from mfkit.splits import MissingColumnsError
 
 __all__ = [
     "AGE_GROUPS",
@@ -36,6 +37,7 @@ __all__ = [
     "UnknownIdError",
     "Vocabulary",
     "rating_tensors",
+    "require_columns",
 ]
 
 
@@ -109,7 +111,7 @@ def rating_tensors(
     >>> u.tolist(), m.tolist(), r.tolist()
     ([1, 0], [2, 0], [4.0, 1.0])
     """
-    _require(ratings, ("user_id", "movie_id", "rating"), "ratings")
+    require_columns(ratings, ("user_id", "movie_id", "rating"), "ratings")
     return (
         torch.from_numpy(users.index(ratings["user_id"].to_numpy())),
         torch.from_numpy(movies.index(ratings["movie_id"].to_numpy())),
@@ -171,7 +173,7 @@ class Indexer:
         >>> idx.users.ids.tolist(), idx.titles.tolist()
         (['u1', 'u2'], ['10', '30'])
         """
-        _require(interactions, ("user_id", "movie_id"), "interactions")
+        require_columns(interactions, ("user_id", "movie_id"), "interactions")
 
         def ids(column: str) -> pd.Index:
             unique = pd.Index(pd.unique(interactions[column]))
@@ -214,7 +216,7 @@ class Indexer:
         >>> users.tolist(), movies.tolist()
         ([1, 0], [2, 0])
         """
-        _require(interactions, ("user_id", "movie_id"), "ratings")
+        require_columns(interactions, ("user_id", "movie_id"), "ratings")
         users = torch.from_numpy(self.users.index(interactions["user_id"].to_numpy()))
         return users, torch.from_numpy(self.movies.index(interactions["movie_id"].to_numpy()))
 
@@ -357,8 +359,8 @@ class SideFeatures:
     ) -> None:
         if not 1 <= zip_digits <= 5:
             raise ValueError(f"zip_digits must be between 1 and 5, got {zip_digits}")
-        _require(users, self.USER_COLUMNS, "users")
-        _require(movies, ("year",), "movies")
+        require_columns(users, self.USER_COLUMNS, "users")
+        require_columns(movies, ("year",), "movies")
         self.zip_digits = zip_digits
         self.genres: tuple[str, ...] = tuple(g for g in GENRES if g in movies.columns)
         known = users if known_users is None else users[users["user_id"].isin(list(known_users))]
@@ -399,7 +401,7 @@ class SideFeatures:
             (users, "user_id", indexer.users),
             (movies, "movie_id", indexer.movies),
         ):
-            _require(table, (key,), f"the {key[:-3]} table")
+            require_columns(table, (key,), f"the {key[:-3]} table")
             repeated = table[key][table[key].duplicated()].unique()[:5].tolist()
             if repeated:
                 raise ValueError(f"the {key[:-3]} table has {key} more than once: {repeated}")
@@ -429,7 +431,7 @@ class SideFeatures:
 
         A missing age gets age group 0 (*unknown*) and the average age.
         """
-        _require(users, self.USER_COLUMNS, "users")
+        require_columns(users, self.USER_COLUMNS, "users")
         age = users["age"].to_numpy(dtype=float)
         missing = np.isnan(age)
         groups = np.where(missing, 0, np.searchsorted(AGE_GROUPS, age, side="right"))
@@ -446,7 +448,7 @@ class SideFeatures:
 
     def encode_movies(self, movies: pd.DataFrame) -> dict[str, torch.Tensor]:
         """Release-year codes (int64) and genre flags (float32) of each row of ``movies``."""
-        _require(movies, ("year", *self.genres), "movies")
+        require_columns(movies, ("year", *self.genres), "movies")
         year = movies["year"].astype("Int64").astype("string")
         return {
             "year": torch.from_numpy(self.vocab["year"].encode(year)),
@@ -497,7 +499,8 @@ class SideFeatures:
         return side
 
 
-def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """:class:`~mfkit.splits.MissingColumnsError` naming the ``columns`` that ``frame`` lacks."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise KeyError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}")
+        raise MissingColumnsError(f"{what} lacks column(s) {missing}; it has {list(frame.columns)}")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mfkit.splits import MissingColumnsError
+from mfkit.features import require_columns
 
 __all__ = ["DISTRIBUTIONS", "NegativeSampler", "implicit"]
 
@@ -86,12 +86,7 @@ class NegativeSampler:
         self.item_ids = pd.Index(list(items))
         if len(self.item_ids) != n_items:
             raise ValueError(f"items has {len(self.item_ids)} ids but n_items is {n_items}")
-        missing = [c for c in ("user_id", "movie_id") if c not in positives.columns]
-        if missing:
-            raise MissingColumnsError(
-                f"positives lacks column(s) {missing}: it needs one row per interaction with "
-                f"user_id and movie_id (rename yours); it has {list(positives.columns)}"
-            )
+        require_columns(positives, ("user_id", "movie_id"), "positives")
         u = self.user_ids.get_indexer(positives["user_id"])
         m = self.item_ids.get_indexer(positives["movie_id"])
         if (u < 0).any() or (m < 0).any():
