@@ -176,7 +176,7 @@ def evaluate_ranking(
     test: pd.DataFrame,
     *,
     k: int = 10,
-    min_rating: float | None = 4,
+    min_rating: float | None,
     measure: str | None = None,
     per_user: bool = False,
     unknown: str = "raise",
@@ -195,8 +195,9 @@ def evaluate_ranking(
         least ``min_rating`` are the relevant ones.
     min_rating : float or None
         The relevance threshold. ``None`` makes every test interaction relevant
-        (implicit data, no ``rating`` column needed); the default 4 keeps only the
-        test movies rated 4 or 5, which is another protocol with other numbers.
+        (implicit data, no ``rating`` column needed); 4 keeps only the test movies
+        rated 4 or 5. It has no default: each threshold is another protocol with
+        other numbers, so every call says which one it measures.
     k : int
         Length of the recommendation lists.
     per_user : bool

@@ -374,8 +374,10 @@ class SideFeatures:
             ),
             "year": Vocabulary(movies["year"].astype("Int64").astype("string"), "year"),
         }
-        age = known["age"].astype(float)
-        self.age_mean, self.age_std = float(age.mean()), float(age.std(ddof=0) or 1.0)
+        age = known["age"].astype(float).dropna()
+        self.age_mean = float(age.mean()) if len(age) else 0.0
+        self.age_std = float(age.std(ddof=0)) if len(age) else 1.0
+        self.age_std = self.age_std or 1.0
         self.users = self.encode_users(users)
         self.movies = self.encode_movies(movies)
 
@@ -386,33 +388,62 @@ class SideFeatures:
 
     @classmethod
     def for_indexer(
-        cls, users: pd.DataFrame, movies: pd.DataFrame, indexer: Indexer, **kwargs
+        cls,
+        users: pd.DataFrame | None,
+        movies: pd.DataFrame | None,
+        indexer: Indexer,
+        *,
+        user_key: str = "user_id",
+        item_key: str = "movie_id",
+        **kwargs,
     ) -> SideFeatures:
         """Side features keyed by id, put in ``indexer``'s row order and checked.
 
-        ``users`` needs a ``user_id`` column and ``movies`` a ``movie_id`` column (the
-        item's id), one row per id, in any order: row ``i`` of the result is
-        ``indexer``'s user (movie) ``i``. An id the indexer knows but a table lacks,
-        or an id twice, is an error; rows of ids the indexer does not know are
-        dropped. ``kwargs`` go to the constructor.
+        ``users`` needs a ``user_key`` column and ``movies`` an ``item_key`` column
+        (your own ids, as in the interactions), one row per id, in any order: row
+        ``i`` of the result is ``indexer``'s user (movie) ``i``. An id the indexer
+        knows but a table lacks, an id twice, or a non-numeric age, year or genre
+        flag is an error; rows of ids the indexer does not know are dropped.
+        ``None`` for a table means no features of that side: every user (movie)
+        is then *unknown* in each feature, and the models learn from ids and
+        histories alone. ``kwargs`` go to the constructor.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> clicks = pd.DataFrame({"user_id": ["a", "b"], "movie_id": ["x", "y"]})
+        >>> side = SideFeatures.for_indexer(None, None, Indexer.from_interactions(clicks))
+        >>> side.sizes
+        {'gender': 1, 'occupation': 1, 'zip': 1, 'year': 1, 'age_group': 8, 'genres': 0}
         """
         aligned = []
-        for table, key, ids in (
-            (users, "user_id", indexer.users),
-            (movies, "movie_id", indexer.movies),
+        for table, key, ids, what, numeric in (
+            (users, user_key, indexer.users, "user", ("age",)),
+            (movies, item_key, indexer.movies, "movie", ("year",)),
         ):
-            require_columns(table, (key,), f"the {key[:-3]} table")
+            if table is None:
+                unknown = dict.fromkeys(cls.USER_COLUMNS if what == "user" else ("year",), np.nan)
+                aligned.append(pd.DataFrame({f"{what}_id": ids.ids, **unknown}))
+                continue
+            require_columns(table, (key,), f"the {what} table")
             repeated = table[key][table[key].duplicated()].unique()[:5].tolist()
             if repeated:
-                raise ValueError(f"the {key[:-3]} table has {key} more than once: {repeated}")
+                raise ValueError(f"the {what} table has {key} more than once: {repeated}")
+            flags = [g for g in GENRES if g in table.columns] if what == "movie" else []
+            for column in [c for c in (*numeric, *flags) if c in table.columns]:
+                if not pd.api.types.is_numeric_dtype(table[column]):
+                    raise TypeError(
+                        f"the {what} table's {column!r} column must be numeric, "
+                        f"got {table[column].dtype}"
+                    )
             keyed = table.set_index(key)
             missing = ids.ids.difference(keyed.index)
             if len(missing):
                 raise UnknownIdError(
-                    f"the {key[:-3]} table lacks {len(missing)} {key}(s) the indexer knows, "
+                    f"the {what} table lacks {len(missing)} {key}(s) the indexer knows, "
                     f"e.g. {missing[:5].tolist()}"
                 )
-            aligned.append(keyed.loc[ids.ids].reset_index())
+            aligned.append(keyed.loc[ids.ids].reset_index(names=f"{what}_id"))
         return cls(*aligned, **kwargs)
 
     @property

@@ -122,7 +122,7 @@ def test_hand_computed_metrics(tiny: Indexer) -> None:
     #   user 30: unseen all but 1 -> [3, 0]; relevant {3, 4} -> hit at rank 0
     #   user 40: no test rating >= 4 -> left out
     calls: list[list[int]] = []
-    result = evaluate_ranking(tiny_score(calls), tiny, TINY_TRAIN, TINY_TEST, k=2)
+    result = evaluate_ranking(tiny_score(calls), tiny, TINY_TRAIN, TINY_TEST, k=2, min_rating=4)
     d = 1 / math.log2(3)
     expected = {
         "users": 3,
@@ -141,13 +141,15 @@ def test_hand_computed_metrics(tiny: Indexer) -> None:
 
 def test_per_user_rows_by_hand_and_their_means(tiny: Indexer) -> None:
     # The users of test_hand_computed_metrics: 10 hits at rank 1, 20 misses, 30 hits at 0.
-    rows = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2, per_user=True)
+    rows = evaluate_ranking(
+        tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2, per_user=True, min_rating=4
+    )
     d = 1 / math.log2(3)
     assert rows.index.tolist() == [10, 20, 30]  # user 40 has no relevant movie
     assert rows["hit_rate@2"].tolist() == [1.0, 0.0, 1.0]
     assert rows["ndcg@2"].to_numpy() == pytest.approx([d / (1 + d), 0.0, 1 / (1 + d)])
     assert rows["recall@2"].to_numpy() == pytest.approx([1 / 3, 0.0, 1 / 2])
-    means = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2)
+    means = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2, min_rating=4)
     for column in rows.columns:
         assert rows[column].mean() == pytest.approx(means[column])
 
@@ -162,9 +164,11 @@ def test_training_movies_are_never_recommended(tiny: Indexer) -> None:
     assert not any((i, j) in train_pairs for i in range(4) for j in top[i].tolist())
     # Movie 101 is user 10's best-scored and a relevant test movie: counting it would make
     # user 10's top 1 a hit, but it is a training movie, so the top 1 is 102, a miss.
-    result = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=1)
+    result = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=1, min_rating=4)
     assert result["precision@1"] == pytest.approx(1 / 3)  # only user 30 hits (104)
-    without_train = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN.iloc[1:], TINY_TEST, k=1)
+    without_train = evaluate_ranking(
+        tiny_score(), tiny, TINY_TRAIN.iloc[1:], TINY_TEST, k=1, min_rating=4
+    )
     assert without_train["precision@1"] == pytest.approx(2 / 3)  # now 101 counts for user 10
 
 
@@ -177,7 +181,9 @@ def test_tiny_case_matches_brute_force(tiny: Indexer, k: int, min_rating: float)
 
 
 def test_users_without_relevant_ratings_are_left_out(tiny: Indexer) -> None:
-    assert evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2)["users"] == 3
+    assert (
+        evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2, min_rating=4)["users"] == 3
+    )
     lenient = evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2, min_rating=3)
     assert lenient["users"] == 4  # user 40's rating 3 now counts
     assert lenient["coverage@2"] == pytest.approx(1.0)  # user 40's [5, 4] adds rows 4, 5
@@ -191,7 +197,12 @@ def test_nothing_relevant_raises(tiny: Indexer, min_rating: float) -> None:
         evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, min_rating=min_rating)
     low = TINY_TEST.assign(rating=1)
     with pytest.raises(ValueError, match="nothing is relevant"):
-        evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, low)
+        evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, low, min_rating=4)
+
+
+def test_the_relevance_threshold_has_no_default(tiny: Indexer) -> None:
+    with pytest.raises(TypeError, match="min_rating"):
+        evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, TINY_TEST, k=2)  # type: ignore[call-arg]
 
 
 def test_implicit_test_data_needs_no_rating_column(tiny: Indexer) -> None:
@@ -204,15 +215,17 @@ def test_implicit_test_data_needs_no_rating_column(tiny: Indexer) -> None:
     pd.testing.assert_series_equal(implicit_result, explicit)
     assert implicit_result["users"] == 4
     with pytest.raises(MissingColumnsError, match="pass min_rating=None"):
-        evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, interactions, k=2)
+        evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, interactions, k=2, min_rating=4)
     with pytest.raises(ValueError, match="test is empty"):
         evaluate_ranking(tiny_score(), tiny, TINY_TRAIN, interactions.iloc[:0], min_rating=None)
 
 
 def test_evaluate_ranking_is_deterministic_and_leaves_inputs_alone(tiny: Indexer) -> None:
     train, test = TINY_TRAIN.copy(), TINY_TEST.copy()
-    first = evaluate_ranking(tiny_score(), tiny, train, test, k=3)
-    pd.testing.assert_series_equal(first, evaluate_ranking(tiny_score(), tiny, train, test, k=3))
+    first = evaluate_ranking(tiny_score(), tiny, train, test, k=3, min_rating=4)
+    pd.testing.assert_series_equal(
+        first, evaluate_ranking(tiny_score(), tiny, train, test, k=3, min_rating=4)
+    )
     pd.testing.assert_frame_equal(train, TINY_TRAIN)
     pd.testing.assert_frame_equal(test, TINY_TEST)
 
@@ -221,7 +234,7 @@ def test_padding_of_short_lists_is_not_counted(tiny: Indexer) -> None:
     # User 10 trained on 5 of the 6 movies: one unseen movie (106), but k=3.
     train = pd.DataFrame({"user_id": 10, "movie_id": [101, 102, 103, 104, 105], "rating": 3})
     test = pd.DataFrame({"user_id": 10, "movie_id": [106, 101, 102], "rating": 5})
-    result = evaluate_ranking(tiny_score(), tiny, train, test, k=3)
+    result = evaluate_ranking(tiny_score(), tiny, train, test, k=3, min_rating=4)
     assert result["hit_rate@3"] == 1.0
     assert result["recall@3"] == pytest.approx(1 / 3)  # 106 only: 101, 102 were trained on
     assert result["coverage@3"] == pytest.approx(1 / 6)  # only 106 was recommended
@@ -255,7 +268,7 @@ def all_scores(model: MatrixFactorization, measure: str | None) -> np.ndarray:
 def test_model_metrics_match_brute_force(fitted_case, measure, k: int) -> None:
     idx, train, test, model = fitted_case
     model.train()
-    result = evaluate_ranking(model, idx, train, test, k=k, measure=measure)
+    result = evaluate_ranking(model, idx, train, test, k=k, measure=measure, min_rating=4)
     assert not model.training
     expected = brute_evaluate(all_scores(model, measure), idx, train, test, k, 4)
     assert_matches(result, expected)
@@ -265,8 +278,11 @@ def test_model_metrics_match_brute_force(fitted_case, measure, k: int) -> None:
 
 def test_measures_give_different_rankings(fitted_case) -> None:
     idx, train, test, model = fitted_case
-    results = [evaluate_ranking(model, idx, train, test, k=5, measure=m) for m in (None, "dot")]
-    results.append(evaluate_ranking(model, idx, train, test, k=5, measure="cosine"))
+    results = [
+        evaluate_ranking(model, idx, train, test, k=5, measure=m, min_rating=4)
+        for m in (None, "dot")
+    ]
+    results.append(evaluate_ranking(model, idx, train, test, k=5, measure="cosine", min_rating=4))
     popularity = [r["popularity@5"] for r in results]
     assert len(set(popularity)) == 3
 
@@ -409,7 +425,7 @@ def test_softmax_metrics_match_brute_force(softmax_case, pooling: str, measure) 
     idx, train, test = softmax_case
     model = make_softmax(idx.n_movies, pooling)
     model.train()
-    result = evaluate_ranking(model, idx, train, test, k=5, measure=measure)
+    result = evaluate_ranking(model, idx, train, test, k=5, measure=measure, min_rating=4)
     assert not model.training
     expected = brute_evaluate(
         brute_softmax_scores(model, idx, train, measure), idx, train, test, 5, 4
@@ -424,12 +440,16 @@ def test_softmax_model_is_scored_from_the_training_bags(softmax_case, pooling: s
     model = make_softmax(idx.n_movies, pooling)
     bags = idx.bags(train)
     for k in (1, 10):
-        by_model = evaluate_ranking(model, idx, train, test, k=k)
-        by_hand = evaluate_ranking(lambda rows: model(bags[rows]), idx, train, test, k=k)
+        by_model = evaluate_ranking(model, idx, train, test, k=k, min_rating=4)
+        by_hand = evaluate_ranking(
+            lambda rows: model(bags[rows]), idx, train, test, k=k, min_rating=4
+        )
         pd.testing.assert_series_equal(by_model, by_hand)
     # Bags of every rating (test included) are a different input: the lists change.
     everything = idx.bags(pd.concat([train, test]))
-    leaky = evaluate_ranking(lambda rows: model(everything[rows]), idx, train, test, k=10)
+    leaky = evaluate_ranking(
+        lambda rows: model(everything[rows]), idx, train, test, k=10, min_rating=4
+    )
     assert leaky["popularity@10"] != by_model["popularity@10"]
 
 
@@ -452,7 +472,7 @@ def test_softmax_model_never_recommends_training_movies(tiny: Indexer) -> None:
         listed = [j for j in top[i].tolist() if j >= 0]
         assert len(listed) == 6 - sum(1 for (u, _) in train_pairs if u == i)
         assert not any((i, j) in train_pairs for j in listed)
-    result = evaluate_ranking(model, tiny, TINY_TRAIN, TINY_TEST, k=2)
+    result = evaluate_ranking(model, tiny, TINY_TRAIN, TINY_TEST, k=2, min_rating=4)
     assert_matches(result, brute_evaluate(logits.numpy(), tiny, TINY_TRAIN, TINY_TEST, 2, 4))
 
 
@@ -518,7 +538,9 @@ def test_popularity_ranking_hand_computed(tiny: Indexer) -> None:
     #   user 10 saw {2} -> [4, 0]; relevant {4, 1, 2} -> hit at rank 0
     #   user 20 saw {2, 4} -> [0, 5]; relevant {5} -> hit at rank 1
     #   user 30: no test rating >= 4 -> left out
-    result = evaluate_ranking(popularity_scorer(tiny, POP_TRAIN), tiny, POP_TRAIN, POP_TEST, k=2)
+    result = evaluate_ranking(
+        popularity_scorer(tiny, POP_TRAIN), tiny, POP_TRAIN, POP_TEST, k=2, min_rating=4
+    )
     d = 1 / math.log2(3)
     expected = {
         "users": 2,
@@ -541,7 +563,9 @@ def test_popularity_matches_brute_force_on_synthetic_data(softmax_case) -> None:
     np.testing.assert_array_equal(score(torch.tensor([0]))[0].numpy(), counts.to_numpy())
     # Break the many ties the same way in both: add a tiny, distinct offset per movie.
     offset = torch.linspace(0, 0.5, idx.n_movies)
-    result = evaluate_ranking(lambda rows: score(rows) + offset, idx, train, test, k=5)
+    result = evaluate_ranking(
+        lambda rows: score(rows) + offset, idx, train, test, k=5, min_rating=4
+    )
     scores = np.tile(counts.to_numpy() + offset.numpy(), (idx.n_users, 1))
     assert_matches(result, brute_evaluate(scores, idx, train, test, 5, 4))
     assert result["coverage@5"] < 0.5  # everyone gets nearly the same list

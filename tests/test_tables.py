@@ -213,3 +213,38 @@ def test_side_features_by_id_follow_the_indexer_and_are_checked() -> None:
         SideFeatures.for_indexer(ds.users.iloc[1:], ds.movies, idx)
     with pytest.raises(ValueError, match="movie_id more than once"):
         SideFeatures.for_indexer(ds.users, pd.concat([ds.movies, ds.movies.iloc[:1]]), idx)
+
+
+def test_side_features_by_own_ids_and_without_tables() -> None:
+    ds = synthetic_movielens(6, 9, 30, seed=0)
+    users = ds.users.assign(customer="c" + ds.users["user_id"].astype(str)).drop(columns="user_id")
+    movies = ds.movies.assign(sku="s" + ds.movies["movie_id"].astype(str)).drop(columns="movie_id")
+    ratings = ds.ratings.assign(
+        user_id="c" + ds.ratings["user_id"].astype(str),
+        movie_id="s" + ds.ratings["movie_id"].astype(str),
+    )
+    idx = Indexer.from_interactions(ratings)
+    side = SideFeatures.for_indexer(users, movies, idx, user_key="customer", item_key="sku")
+    by_number = SideFeatures.for_indexer(ds.users, ds.movies, Indexer.from_interactions(ds.ratings))
+    for mine, theirs in ((side.users, by_number.users), (side.movies, by_number.movies)):
+        for name in mine:
+            torch.testing.assert_close(mine[name], theirs[name])
+    with pytest.raises(TypeError, match="'age' column must be numeric"):
+        SideFeatures.for_indexer(users.assign(age="old"), None, idx, user_key="customer")
+    with pytest.raises(MissingColumnsError, match="customer"):
+        SideFeatures.for_indexer(users, None, idx)  # the key column is not user_id
+    bare = SideFeatures.for_indexer(None, None, idx)
+    assert bare.sizes["genres"] == 0 and bare.sizes["year"] == 1
+    assert set(bare.users["gender"].tolist()) == {0}  # every user unknown
+    assert torch.equal(bare.users["age"], torch.zeros(idx.n_users))
+
+
+def test_two_tower_runs_on_interactions_alone() -> None:
+    ratings = CLICKS.rename(columns={"userID": "user_id", "itemID": "movie_id"})
+    idx = Indexer.from_interactions(ratings)
+    model = TwoTower(SideFeatures.for_indexer(None, None, idx), dim=4, hidden=(8,), seed=0)
+    users = torch.arange(idx.n_users)
+    scores = model.score_all(users, idx.bags(ratings)[users])
+    assert scores.shape == (idx.n_users, idx.n_movies) and torch.isfinite(scores).all()
+    with pytest.raises(ValueError, match="keep movie_ids=True"):
+        TwoTower(SideFeatures.for_indexer(None, None, idx), movie_ids=False)

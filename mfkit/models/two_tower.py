@@ -113,6 +113,10 @@ class TwoTower(SideFeatureModel):
         self._year_size = sizes["year"]
         n_user_in = dim + sum(s - 1 for s in self._user_sizes.values()) + 1 + dim * user_ids
         n_movie_in = self._year_size - 1 + sizes["genres"] + dim * movie_ids
+        if n_movie_in == 0:
+            raise ValueError(
+                "the movie tower has no input: side has no movie features, so keep movie_ids=True"
+            )
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
