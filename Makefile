@@ -22,12 +22,22 @@ BOOK_CACHE := _build/.jupyter_cache
 
 venv: $(STAMP)
 
+# TorchRec is an optional extra (chapter 12's last section skips itself without it). Its
+# wheel requires the CUDA fbgemm-gpu, so torchrec goes in with --no-deps after its other
+# dependencies and fbgemm-gpu-cpu, the CPU build of the same operators: 1.8.0 is the
+# release that loads against torch 2.13 (1.7.0 and 1.9.0 do not). Naming $(TORCH) again
+# keeps pip from replacing torch. Where any step fails, the build goes on without it.
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mfkit needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e '.[dev,book]'
+	$(BIN)/python -m pip install --quiet "$(TORCH)" fbgemm-gpu-cpu==1.8.0 tensordict==0.15.3 \
+	    torchmetrics==1.0.3 pyre-extensions tqdm \
+	  && $(BIN)/python -m pip install --quiet --no-deps torchrec==1.8.0 \
+	  && $(BIN)/python -c 'import torchrec' \
+	  || echo "TorchRec could not be installed: chapter 12's TorchRec section will skip itself"
 	touch $@
 
 # JupyterLab in this environment opens the chapters' .md files as notebooks

@@ -66,7 +66,7 @@ from mfkit.losses import observed_mse
 from mfkit.models import MatrixFactorization
 from mfkit.train import OPTIMIZERS
 
-__all__ = ["global_batches", "main", "shard", "train"]
+__all__ = ["global_batches", "init_gloo", "main", "shard", "train"]
 
 
 def shard(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
@@ -183,6 +183,18 @@ def train(
     return model.eval(), record
 
 
+def init_gloo() -> None:
+    """Join the process group on the CPU's ``gloo`` backend.
+
+    Started by ``torchrun`` (``RANK`` is set), the processes meet through the
+    environment; otherwise this process is a group of one.
+    """
+    if "RANK" in os.environ:
+        dist.init_process_group("gloo")
+    else:
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mfkit.distributed",
@@ -243,10 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--out names the JSON record; the weights go next to it with suffix .pt")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if "RANK" in os.environ:  # started by torchrun: rendezvous through the environment
-        dist.init_process_group("gloo")
-    else:  # a process group of one, without torchrun
-        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    init_gloo()
     try:
         rank = dist.get_rank()
         users, movies, ratings, n_users, n_movies = _load(args, rank)

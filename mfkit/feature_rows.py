@@ -27,9 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 
-__all__ = ["FeatureRows", "field_offsets", "multi_hot", "one_hot"]
+__all__ = ["FIELDS", "FeatureRows", "field_offsets", "interaction_rows", "multi_hot", "one_hot"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ class FeatureRows:
         within = torch.arange(int(lengths.sum())) - torch.repeat_interleave(offsets, lengths)
         where = torch.repeat_interleave(starts, lengths) + within
         return self.indices[where], offsets, self.values[where]
+
+    def take(self, rows: torch.Tensor) -> FeatureRows:
+        """Rows ``rows`` (any order, repeats allowed) as new feature rows."""
+        indices, offsets, values = self.batch(rows)
+        indptr = torch.cat([offsets, torch.tensor([len(indices)])])
+        return FeatureRows(indptr, indices, values, self.n_features, self.fields)
 
     def dense(self) -> torch.Tensor:
         """The rows as a dense ``(n, n_features)`` tensor (for small checks only)."""
@@ -148,3 +155,91 @@ def field_offsets(
     row_of = torch.repeat_interleave(torch.arange(n_rows), lengths)
     bag_of = row_of * n_fields + field_of  # sorted: rows in order, fields in order in a row
     return torch.searchsorted(bag_of, torch.arange(n_rows * n_fields))
+
+
+#: The fields :func:`interaction_rows` builds, and what each one is.
+FIELDS: dict[str, str] = {
+    "user": "the user id (one-hot)",
+    "movie": "the movie id (one-hot)",
+    "user_bag": "the movies the user rated in the history, each 1/sqrt(n) (SVD++'s implicit bag)",
+    "movie_bag": "the users who rated the movie in the history, each 1/sqrt(n)",
+    "day": "the day of the interaction, counted from the history's first day (one-hot)",
+    "hour": "the hour of the day of the interaction, in UTC (one-hot)",
+    "gender": "the user's gender (one-hot; side features)",
+    "age_group": "the user's age group (one-hot; side features)",
+    "occupation": "the user's occupation (one-hot; side features)",
+    "year": "the movie's release year (one-hot; side features)",
+    "genres": "the movie's genres, each 1/sqrt(n) (side features)",
+}
+
+
+def _bags(keys: torch.Tensor, values: torch.Tensor, n_keys: int, size: int) -> FeatureRows:
+    """Per key, the multi-hot bag of its ``values`` (1/sqrt(n) each), one row per key."""
+    order = torch.argsort(keys, stable=True)
+    counts = torch.bincount(keys, minlength=n_keys)
+    lists = torch.split(values[order], counts.tolist())
+    return multi_hot([part.tolist() for part in lists], size)
+
+
+def interaction_rows(
+    interactions: pd.DataFrame,
+    indexer,
+    history: pd.DataFrame,
+    fields: Sequence[str],
+    *,
+    side=None,
+) -> FeatureRows:
+    """One feature row per interaction, with the named ``fields`` (:data:`FIELDS`) in order.
+
+    ``history`` (the training interactions) gives the bags and the first day, so rows
+    of held-out interactions never see themselves. ``side``
+    (:class:`mfkit.features.SideFeatures`) is needed for the side-feature fields.
+    Days after the history's last day count as its last day.
+
+    Examples
+    --------
+    >>> from mfkit.data import synthetic_movielens
+    >>> from mfkit.features import Indexer
+    >>> ds = synthetic_movielens(5, 6, 20, seed=0)
+    >>> rows = interaction_rows(ds.ratings, Indexer.from_movielens(ds), ds.ratings,
+    ...                         ["user", "movie", "user_bag"])
+    >>> len(rows), rows.fields
+    (20, (5, 6, 6))
+    """
+    unknown = [name for name in fields if name not in FIELDS]
+    if unknown or not fields:
+        raise ValueError(f"unknown fields {unknown}; choose from {list(FIELDS)}")
+    needs_side = {"gender", "age_group", "occupation", "year", "genres"} & set(fields)
+    if needs_side and side is None:
+        raise ValueError(f"fields {sorted(needs_side)} need side=SideFeatures(...)")
+    users, movies = indexer.pairs(interactions)
+    past_users, past_movies = indexer.pairs(history)
+    n_users, n_movies = indexer.n_users, indexer.n_movies
+    built = []
+    for name in fields:
+        if name == "user":
+            built.append(one_hot(users, n_users))
+        elif name == "movie":
+            built.append(one_hot(movies, n_movies))
+        elif name == "user_bag":
+            built.append(_bags(past_users, past_movies, n_users, n_movies).take(users))
+        elif name == "movie_bag":
+            built.append(_bags(past_movies, past_users, n_movies, n_users).take(movies))
+        elif name == "day":
+            first, last = (
+                int(t) // 86_400 for t in (history["timestamp"].min(), history["timestamp"].max())
+            )
+            days = torch.as_tensor(interactions["timestamp"].to_numpy() // 86_400 - first)
+            built.append(one_hot(days.clamp(0, last - first), last - first + 1))
+        elif name == "hour":
+            hours = torch.as_tensor(interactions["timestamp"].to_numpy() // 3_600 % 24)
+            built.append(one_hot(hours, 24))
+        elif name in ("gender", "age_group", "occupation"):
+            built.append(one_hot(side.users[name][users], side.sizes[name]))
+        elif name == "year":
+            built.append(one_hot(side.movies["year"][movies], side.sizes["year"]))
+        else:  # genres: each movie's bag once, then one row per interaction
+            flags = side.movies["genres"]
+            lists = [row.nonzero().flatten().tolist() for row in flags]
+            built.append(multi_hot(lists, flags.shape[1]).take(movies))
+    return FeatureRows.concat(*built)

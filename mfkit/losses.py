@@ -32,6 +32,10 @@ binary cross-entropy of each next movie against one sampled movie.
 Introduced in chapter 11 (retrieval at scale): :func:`in_batch_softmax` with the
 logQ correction of :func:`batch_log_q`, and :func:`two_tower_loss`, the same loss of a
 two-tower model.
+
+Introduced in chapter 12 (factorization machines): :func:`feature_mse` and
+:func:`feature_bce`, the losses of the models that read feature rows
+(:mod:`mfkit.feature_rows`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ __all__ = [
     "batch_l2",
     "batch_log_q",
     "bpr_loss",
+    "feature_bce",
+    "feature_mse",
     "gravity",
     "hinge_loss",
     "implicit_bce",
@@ -523,3 +529,59 @@ def two_tower_loss(
         temperature=temperature,
         movies=movies if mask_duplicates else None,
     )
+
+
+def _feature_l2(model: torch.nn.Module, indices: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Batch L2 of a feature-row model: squared rows of every embedding table that the
+    batch's features touch, per example."""
+    tables = [m for m in model.modules() if isinstance(m, torch.nn.EmbeddingBag)]
+    if not tables:
+        raise TypeError(f"{type(model).__name__} has no embedding tables to penalise")
+    return sum(table.weight[indices].square().sum() for table in tables) / n_rows
+
+
+def feature_mse(
+    model: torch.nn.Module,
+    examples: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    rows,
+    l2: float = 0.0,
+) -> torch.Tensor:
+    """MSE of a feature-row model (:mod:`mfkit.models.fm`) on rows ``examples`` of ``rows``.
+
+    ``rows`` (:class:`mfkit.feature_rows.FeatureRows`) holds every example, training
+    and held out; the training loop passes example numbers, so bind ``rows`` with
+    ``functools.partial(feature_mse, rows=rows)``. ``l2`` adds the batch L2 penalty of
+    the features the batch touches (their weights and factors), per example.
+
+    Examples
+    --------
+    >>> from mfkit.feature_rows import one_hot
+    >>> from mfkit.models import FactorizationMachine
+    >>> rows = one_hot(torch.tensor([0, 1]), 2)
+    >>> fm = FactorizationMachine(2, dim=1, init_std=0.0, global_mean=3.0)
+    >>> feature_mse(fm, torch.tensor([0, 1]), torch.tensor([4.0, 2.0]), rows=rows)
+    tensor(1., grad_fn=<MseLossBackward0>)
+    """
+    indices, offsets, values = rows.batch(examples)
+    loss = F.mse_loss(model(indices, offsets, values), targets.to(values.dtype))
+    return loss + l2 * _feature_l2(model, indices, len(examples)) if l2 else loss
+
+
+def feature_bce(
+    model: torch.nn.Module,
+    examples: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    rows,
+    l2: float = 0.0,
+) -> torch.Tensor:
+    """Binary cross-entropy of a feature-row model's logits against 0/1 ``labels``.
+
+    As :func:`feature_mse`, for click prediction (the model returns logits).
+    """
+    indices, offsets, values = rows.batch(examples)
+    logits = model(indices, offsets, values)
+    loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return loss + l2 * _feature_l2(model, indices, len(examples)) if l2 else loss

@@ -165,3 +165,83 @@ def test_a_dcn_cross_layer_by_hand() -> None:
 def test_fields_must_cover_the_columns() -> None:
     with pytest.raises(ValueError, match="add up to n_features"):
         FeatureRows(torch.tensor([0, 1]), torch.tensor([0]), torch.ones(1), 3, (1, 1))
+
+
+def test_feature_losses_train_a_factorization_machine_with_fit() -> None:
+    from functools import partial
+
+    from mfkit.losses import feature_bce, feature_mse
+    from mfkit.train import fit
+
+    g = torch.Generator().manual_seed(0)
+    users, movies = (
+        torch.randint(0, 6, (200,), generator=g),
+        torch.randint(0, 7, (200,), generator=g),
+    )
+    rows = FeatureRows.concat(one_hot(users, 6), one_hot(movies, 7))
+    ratings = 3.0 + (users - 2.5) * 0.3 - (movies - 3.0) * 0.2
+    fm = FactorizationMachine(rows.n_features, dim=2, global_mean=3.0)
+    loss = partial(feature_mse, rows=rows)
+    examples = torch.arange(200)
+    before = float(loss(fm, examples, ratings).detach())
+    fit(fm, (examples, ratings), loss, epochs=30, batch_size=50, lr=0.05, progress=False)
+    assert float(loss(fm, examples, ratings).detach()) < 0.05 * before
+    penalised = partial(feature_mse, rows=rows, l2=0.1)
+    # The batch L2 term: the squared weights and factors of the features the batch touches.
+    indices, _, _ = rows.batch(examples[:3])
+    by_hand = (
+        fm.weights.weight[indices].square().sum() + fm.factors.weight[indices].square().sum()
+    ) / 3
+    gap = penalised(fm, examples[:3], ratings[:3]) - loss(fm, examples[:3], ratings[:3])
+    torch.testing.assert_close(gap, 0.1 * by_hand)
+    labels = (ratings > 3).float()
+    bce = feature_bce(fm, examples, labels, rows=rows)
+    logits = fm(*rows.batch(examples))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    torch.testing.assert_close(bce, expected)
+
+    class NoTables(torch.nn.Module):
+        def forward(self, indices, offsets, values):
+            return torch.zeros(len(offsets))
+
+    with pytest.raises(TypeError, match="no embedding tables"):
+        feature_mse(NoTables(), examples, ratings, rows=rows, l2=0.1)
+
+
+def test_interaction_rows_build_each_field_from_the_history() -> None:
+    from mfkit.data import synthetic_movielens
+    from mfkit.feature_rows import interaction_rows
+    from mfkit.features import Indexer, SideFeatures
+
+    ds = synthetic_movielens(5, 6, 20, seed=0)
+    idx, side = Indexer.from_movielens(ds), SideFeatures.from_movielens(ds)
+    history, held_out = ds.ratings.iloc[:15], ds.ratings.iloc[15:]
+    fields = ["user", "movie", "user_bag", "movie_bag", "day", "gender", "genres", "hour"]
+    rows = interaction_rows(held_out, idx, history, fields, side=side)
+    first_day = int(history["timestamp"].min()) // 86_400
+    n_days = int(history["timestamp"].max()) // 86_400 - first_day + 1
+    assert rows.fields == (5, 6, 6, 5, n_days, side.sizes["gender"], len(side.genres), 24)
+    dense = rows.dense()
+    starts = torch.cumsum(torch.tensor((0, *rows.fields)), 0)
+    for r, (_, case) in enumerate(held_out.iterrows()):
+        user = int(idx.users.index([int(case["user_id"])])[0])
+        movie = int(idx.movies.index([int(case["movie_id"])])[0])
+        assert dense[r, starts[0] + user] == 1 and dense[r, starts[1] + movie] == 1
+        rated = idx.movies.index(history.loc[history["user_id"] == case["user_id"], "movie_id"])
+        bag = dense[r, starts[2] : starts[3]]
+        assert set(bag.nonzero().flatten().tolist()) == set(rated.tolist())  # history only
+        torch.testing.assert_close(bag[rated], torch.full((len(rated),), len(rated) ** -0.5))
+        day = min(int(case["timestamp"]) // 86_400 - first_day, n_days - 1)
+        assert dense[r, starts[4] + day] == 1
+        assert dense[r, starts[7] + int(case["timestamp"]) // 3600 % 24] == 1
+    with pytest.raises(ValueError, match="unknown fields"):
+        interaction_rows(held_out, idx, history, ["user", "colour"])
+    with pytest.raises(ValueError, match="need side"):
+        interaction_rows(held_out, idx, history, ["user", "gender"])
+
+
+def test_take_picks_rows_in_any_order() -> None:
+    rows = FeatureRows.concat(one_hot(torch.tensor([0, 1, 2]), 3), multi_hot([[0], [], [1, 2]], 3))
+    taken = rows.take(torch.tensor([2, 0, 2]))
+    torch.testing.assert_close(taken.dense(), rows.dense()[[2, 0, 2]])
+    assert taken.fields == rows.fields
