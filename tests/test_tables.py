@@ -248,3 +248,14 @@ def test_two_tower_runs_on_interactions_alone() -> None:
     assert scores.shape == (idx.n_users, idx.n_movies) and torch.isfinite(scores).all()
     with pytest.raises(ValueError, match="keep movie_ids=True"):
         TwoTower(SideFeatures.for_indexer(None, None, idx), movie_ids=False)
+
+
+def test_implicit_mlp_runs_without_genres() -> None:
+    from mfkit.models import ImplicitMLP
+
+    ratings = CLICKS.rename(columns={"userID": "user_id", "itemID": "movie_id"})
+    idx = Indexer.from_interactions(ratings)
+    no_genres = torch.zeros(idx.n_movies, 0)  # interactions alone: no item features
+    model = ImplicitMLP(idx.n_users, idx.n_movies, no_genres, dim=4, hidden=(8,), seed=0)
+    scores = model.score_all(torch.arange(idx.n_users))
+    assert scores.shape == (idx.n_users, idx.n_movies) and torch.isfinite(scores).all()

@@ -8,6 +8,7 @@ that both give the same logits from the same weights and seed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -61,7 +62,8 @@ class ImplicitMLP(nn.Module):
     ----------
     n_users, n_movies : int
     genres : tensor of shape (n_movies, n_genres)
-        0/1 genre flags of every movie (the model keeps a copy).
+        0/1 genre flags of every movie (the model keeps a copy); ``n_genres`` may be 0,
+        for interactions alone.
     dim : int
         Size of the user, movie and genre embeddings.
     hidden : sequence of int
@@ -127,7 +129,9 @@ class ImplicitMLP(nn.Module):
                 torch.manual_seed(seed)
             self.user_embedding = nn.Embedding(n_users + 1, dim)
             self.movie_embedding = nn.Embedding(n_movies, dim)
-            self.genre_embedding = nn.Linear(genres.shape[1], dim, bias=False)
+            with warnings.catch_warnings():  # no genres, (n_movies, 0): an empty layer
+                warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+                self.genre_embedding = nn.Linear(genres.shape[1], dim, bias=False)
             for table in (self.user_embedding, self.movie_embedding):
                 nn.init.normal_(table.weight, 0.0, 0.1)
             self.mlp = mlp((3 * dim, *hidden), dropout, batch_norm=False)
