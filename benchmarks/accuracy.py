@@ -334,6 +334,9 @@ def grids(names) -> list[str]:
         "- mfkit blend: an intercept and one weight per model, least squares on the "
         f"validation ratings; MF and the hybrid network each average seeds "
         f"{', '.join(map(str, SEEDS))} with the epochs chosen for seed {SEEDS[0]}.",
+        f"- {GIBBS_FM}: nothing searched (penalties and noise drawn from hyperpriors); "
+        f"fixed: {GIBBS['dim']} factors, {GIBBS['burn_in']} burn-in sweeps, "
+        f"{GIBBS['samples']} kept draws, fields {', '.join(GIBBS_FIELDS)}.",
     ]
     return lines
 
