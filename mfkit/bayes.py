@@ -230,9 +230,9 @@ class GibbsFM:
         per_field = torch.bincount(row_of * n_fields + field_of, minlength=n * n_fields)
         per_field = per_field.view(n, n_fields)
         codes = torch.zeros(n, n_fields, dtype=torch.int64)
-        one_hot = [f for f in range(n_fields) if f not in self.bags]
-        entry = torch.tensor([f not in self.bags for f in range(n_fields)])[field_of]
-        if bool((per_field[:, one_hot] != 1).any()) or bool((rows.values[entry] != 1).any()):
+        is_one_hot = torch.tensor([f not in self.bags for f in range(n_fields)])
+        entry = is_one_hot[field_of]
+        if bool((per_field[:, is_one_hot] != 1).any()) or bool((rows.values[entry] != 1).any()):
             raise ValueError(
                 "every field not in bags must be one-hot (exactly one feature of value 1 "
                 "per row); a multi-hot field is drawn as a bag: GibbsFM(..., bags={field: key})"
@@ -249,9 +249,9 @@ class GibbsFM:
                 rows.values[mine],
                 rows.n_features,
             )
-            first = torch.full((self.fields[key],), -1, dtype=torch.int64)
-            first.scatter_reduce_(0, keys.flip(0), torch.arange(n - 1, -1, -1), "amax")
-            first = torch.where(first < 0, 0, first)  # keys without rows: any row, unused
+            first = torch.full((self.fields[key],), n, dtype=torch.int64)  # each key's first row
+            first.scatter_reduce_(0, keys, torch.arange(n), "amin")
+            first = torch.where(first == n, 0, first)  # keys without rows: any row, unused
             keyed = bag_rows.take(first)
             if not _same_bags(bag_rows, keyed, keys):
                 raise ValueError(

@@ -376,8 +376,7 @@ class SideFeatures:
         }
         age = known["age"].astype(float).dropna()
         self.age_mean = float(age.mean()) if len(age) else 0.0
-        self.age_std = float(age.std(ddof=0)) if len(age) else 1.0
-        self.age_std = self.age_std or 1.0
+        self.age_std = (float(age.std(ddof=0)) if len(age) else 0.0) or 1.0
         self.users = self.encode_users(users)
         self.movies = self.encode_movies(movies)
 
