@@ -1,25 +1,41 @@
 """The course's recurring figures.
 
-Each function draws on a matplotlib ``Axes`` (a new one when ``ax`` is None),
-returns it, and never calls ``plt.show()``, so a notebook can combine several
+Each ``plot_*`` function draws on a matplotlib ``Axes`` (a new one when ``ax`` is
+None), returns it, and never calls ``plt.show()``, so a notebook can combine several
 in one figure and a test can inspect what was drawn.
+
+Each ``interactive_*`` function returns a Vega-Altair chart a reader can explore
+(tooltips, a legend that selects, zoom); the chapters show it beside the static
+figure, which the printed page and a notebook viewer without JavaScript still show.
+The chart displays as its Vega-Lite spec (:func:`use_chart_renderer`), which
+JupyterLab draws offline and the book draws with its own copy of Vega
+(``book/_ext/vega_charts.py``): no chart asks a CDN for anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
+if TYPE_CHECKING:
+    import altair as alt
+    import pandas as pd
+
 __all__ = [
+    "chart_bundle",
+    "interactive_scatter",
     "plot_embedding_map",
     "plot_history",
     "plot_long_tail",
     "plot_norm_vs_popularity",
     "plot_study",
+    "use_chart_renderer",
 ]
 
 
@@ -303,3 +319,189 @@ def plot_embedding_map(
         ax.set_title(title)
     ax.legend(markerscale=1.5, fontsize=8, loc="best")
     return ax
+
+
+# ---------------------------------------------------------------- interactive charts
+
+
+VEGALITE_MIME = "application/vnd.vegalite.v5+json"
+
+
+def chart_bundle(spec: dict, **options) -> tuple[dict, dict]:
+    """Altair renderer ``"mfkit"``: a chart's output is its Vega-Lite spec, and a line of text.
+
+    Altair's ``mimetype`` renderer with a text that says what the output is, for a
+    notebook viewer that cannot draw it (GitHub's, say), in place of Altair's "the
+    renderer has not been properly enabled".
+    """
+    title = spec.get("title")
+    title = title.get("text") if isinstance(title, dict) else title
+    name = (
+        f"Interactive chart: {title}" if isinstance(title, str) and title else "Interactive chart"
+    )
+    text = f"<{name}: JupyterLab, VS Code and the course's book draw it.>"
+    return {VEGALITE_MIME: spec, "text/plain": text}, ({VEGALITE_MIME: options} if options else {})
+
+
+def use_chart_renderer() -> str:
+    """Display Altair charts as their Vega-Lite spec; returns the renderer in use.
+
+    Altair's default renderer writes HTML that loads Vega from a CDN: blank without a
+    network, and in an untrusted notebook. :func:`chart_bundle` outputs the spec alone
+    (``application/vnd.vegalite.v5+json``): JupyterLab, Notebook 7 and VS Code draw it
+    with their own copy of Vega, and the book with its own (``book/_ext/vega_charts.py``).
+    Google Colab draws only HTML, so there Altair's default stays; a renderer chosen with
+    ``alt.renderers.enable`` is left alone. Every ``interactive_*`` function calls this.
+    """
+    import altair as alt
+
+    if "mfkit" not in alt.renderers.names():
+        alt.renderers.register("mfkit", chart_bundle)
+    if alt.renderers.active == "default" and "google.colab" not in sys.modules:
+        alt.renderers.enable("mfkit")
+    return alt.renderers.active
+
+
+# Vega's category10, as matplotlib's tab10 (plot_embedding_map); "other" in light grey.
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]  # fmt: skip
+_OTHER_GREY = "#c8c8c8"
+
+
+def _rounded(values: pd.Series, digits: int = 5) -> pd.Series:
+    """Floats to ``digits`` significant digits: the chart embeds its data as text."""
+    if values.dtype.kind != "f":
+        return values
+    return values.map(lambda v: float(f"{v:.{digits}g}"))
+
+
+def _encoding_type(frame: pd.DataFrame, column: str) -> str:
+    """Vega-Lite's type for a column: quantitative for numbers, nominal otherwise."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    values = frame[column]
+    return "quantitative" if is_numeric_dtype(values) and not is_bool_dtype(values) else "nominal"
+
+
+def interactive_scatter(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    tooltip: Sequence[str] = (),
+    color: str | None = None,
+    title: str | None = None,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    x_scale: str = "linear",
+    y_scale: str = "linear",
+    other: str = "other",
+    width: int = 480,
+    height: int = 360,
+) -> alt.Chart:
+    """A scatter of ``frame[y]`` against ``frame[x]`` to explore: tooltips, legend, zoom.
+
+    Introduced in chapter 3 (embedding norm against popularity). Hover a point to read
+    its ``tooltip`` columns (a column named ``title`` heads the tooltip); with ``color``
+    (a category column), click a legend entry to keep that category in colour and grey
+    out the others (shift-click adds one); scroll to zoom, drag to pan, double-click to
+    show everything again. Only the columns the chart uses are embedded in it,
+    floats to 5 significant digits.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per point.
+    x, y : str
+        Columns for the axes.
+    tooltip : sequence of str
+        Columns shown on hover, in order; whole numbers show as such (a year, a
+        count), others with 3 significant digits.
+    color : str, optional
+        A category column: one colour per category, and the legend that selects.
+    other : str
+        The category drawn in light grey beneath the others (as
+        :func:`mfkit.embeddings.genre_labels` names the movies of no listed genre).
+    title, x_title, y_title : str, optional
+        The chart's title and the axis titles (default: the column names).
+    x_scale, y_scale : str
+        Vega-Lite scale types: ``"linear"`` (not forced to include zero), ``"log"``, or
+        ``"symlog"`` (a log scale that also shows zeros: counts); the log scales have
+        their ticks at 0 (symlog), 1, 10, 100, ...
+    width, height : int
+        Size in pixels.
+
+    Returns
+    -------
+    altair.Chart
+        The chart; it displays as its Vega-Lite spec (:func:`use_chart_renderer`).
+        Selections are named ``pick`` (the legend) and ``zoom``.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"norm": [1.0, 2.5], "n": [3, 40], "title": ["A", "B"],
+    ...                   "genre": ["Drama", "War"]})
+    >>> spec = interactive_scatter(t, "n", "norm", tooltip=["title", "n"], color="genre").to_dict()
+    >>> [field["field"] for field in spec["encoding"]["tooltip"]]
+    ['title', 'n']
+    >>> spec["params"][0]["bind"]
+    'legend'
+    """
+    import altair as alt
+
+    tooltip = [tooltip] if isinstance(tooltip, str) else list(tooltip)
+    columns = list(dict.fromkeys([x, y, *tooltip, *([color] if color else [])]))
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks the column(s) {missing}; it has {list(frame.columns)}")
+    use_chart_renderer()
+    data = frame[columns].reset_index(drop=True).apply(_rounded)
+    if color is not None:  # the ``other`` points first, so that they are drawn beneath
+        data = data.sort_values(color, key=lambda c: c != other, kind="stable")
+
+    def tip(column: str) -> alt.Tooltip:
+        kind = _encoding_type(data, column)
+        if kind != "quantitative":
+            return alt.Tooltip(column, type=kind)
+        whole = np.all(np.mod(data[column].dropna().to_numpy(dtype=float), 1) == 0)
+        return alt.Tooltip(column, type=kind, format="d" if whole else ".3g")
+
+    def axis(column: str, scale: str, title: str | None) -> dict:
+        kwargs = {"type": _encoding_type(data, column), "title": title or column}
+        if scale == "linear":
+            return {**kwargs, "scale": alt.Scale(zero=False)}
+        kwargs["scale"] = alt.Scale(type=scale)
+        if scale in ("log", "symlog"):  # ticks at 0 (symlog), 1, 10, 100, ...: no crowding
+            top = float(np.nanmax(data[column]))
+            ticks = [10**k for k in range(int(np.floor(np.log10(top))) + 1)] if top >= 1 else []
+            ticks = [0, *ticks] if scale == "symlog" else ticks
+            kwargs["axis"] = alt.Axis(values=ticks) if ticks else alt.Undefined
+        return kwargs
+
+    zoom = alt.selection_interval(bind="scales", name="zoom")
+    encoding = {
+        "x": alt.X(x, **axis(x, x_scale, x_title)),
+        "y": alt.Y(y, **axis(y, y_scale, y_title)),
+        "tooltip": [tip(c) for c in tooltip],
+    }
+    params = [zoom]
+    if color is not None:
+        pick = alt.selection_point(fields=[color], bind="legend", name="pick")
+        names = sorted(data[color].dropna().unique(), key=lambda n: (n == other, str(n)))
+        palette = [_PALETTE[i % len(_PALETTE)] for i in range(len(names))]
+        if names and names[-1] == other:
+            palette[-1] = _OTHER_GREY
+        scale = alt.Scale(domain=names, range=palette)
+        colour = alt.Color(color, type="nominal", scale=scale, legend=alt.Legend(title=color))
+        encoding["color"] = alt.condition(pick, colour, alt.value("lightgray"))
+        encoding["opacity"] = alt.condition(pick, alt.value(0.8), alt.value(0.15))
+        params.insert(0, pick)
+    chart = alt.Chart(data).mark_circle(size=28).encode(**encoding).add_params(*params)
+    chart = chart.properties(width=width, height=height)
+    return chart.properties(title=title) if title else chart

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +17,16 @@ from glued_prose import GLUE_RECORD, glued_outputs, with_glued_values  # noqa: E
 from hidden_checks import without_hidden_checks  # noqa: E402
 from launch_local import lab_url  # noqa: E402
 from silent_checks import drop_empty_cells  # noqa: E402
+from vega_charts import (  # noqa: E402
+    SCRIPTS,
+    STATIC,
+    STYLE,
+    VEGALITE_MIME,
+    VegaLiteOutput,
+    add_scripts,
+    chart_html,
+    has_chart,
+)
 
 md = nbformat.v4.new_markdown_cell
 code = nbformat.v4.new_code_cell
@@ -121,6 +133,104 @@ def test_silent_check_cells_leave_no_empty_box() -> None:
     doc += [silent, warning, other]
     drop_empty_cells(None, doc)
     assert list(doc.children) == [warning, other]
+
+
+# ---------------------------------------------------------------- interactive charts
+
+
+def chart_output(spec: dict, mime: str = VEGALITE_MIME, inline: bool = False):
+    from myst_nb.core.render import MimeData
+
+    return VegaLiteOutput.handle_mime(None, MimeData(mime, spec), inline)
+
+
+def test_a_vega_lite_output_becomes_its_spec_as_data_on_the_page() -> None:
+    spec = {"mark": "point", "title": "Norms", "data": {"values": [{"title": "A&B"}]}}
+    (node,) = chart_output(spec)
+    html = node.astext()
+    assert node["format"] == "html"
+    assert html.startswith(
+        '<div class="mfkit-chart" role="figure" aria-label="Interactive chart: Norms">'
+    )
+    data = re.search(r'<script type="application/json">(.*?)</script>', html).group(1)
+    assert json.loads(data) == spec
+    assert "cdn" not in html and "http" not in html
+    assert has_chart(nodes_document(node))
+
+
+def test_chart_text_cannot_end_the_script_or_be_read_as_markup() -> None:
+    spec = {"title": 'x"<b>', "data": {"values": [{"title": "</script><script>alert(1)</script>"}]}}
+    html = chart_html(spec)
+    data = html.split('<script type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and ">" not in data and "&" not in data
+    assert json.loads(data) == spec
+    assert 'aria-label="Interactive chart: x&quot;&lt;b>"' in html
+
+
+def test_other_outputs_are_left_to_myst_nb() -> None:
+    assert chart_output({"mark": "point"}, mime="text/html") is None
+    assert chart_output({"mark": "point"}, inline=True) is None
+    assert not has_chart(nodes_document())
+    assert not has_chart(None)
+
+
+def test_only_pages_with_a_chart_load_vega_in_order() -> None:
+    class App:
+        def __init__(self) -> None:
+            self.files: list[str] = []
+
+        def add_js_file(self, name: str) -> None:
+            self.files.append(name)
+
+        def add_css_file(self, name: str) -> None:
+            self.files.append(name)
+
+    (chart,) = chart_output({"mark": "point"})
+    with_chart, without = App(), App()
+    add_scripts(with_chart, "page", "page.html", {}, nodes_document(chart))
+    add_scripts(without, "other", "page.html", {}, nodes_document())
+    assert with_chart.files == [*SCRIPTS, STYLE]
+    assert without.files == []
+    assert all((STATIC / name).is_file() for name in with_chart.files)
+
+
+def test_myst_nb_finds_the_chart_renderer_and_prefers_it_in_html() -> None:
+    from myst_nb.core.render import get_mime_priority, load_mime_renders
+
+    assert VegaLiteOutput in load_mime_renders.__wrapped__()  # the entry point in book/_ext
+    load_mime_renders.cache_clear()
+    html = get_mime_priority("html", [])
+    assert html.index(VEGALITE_MIME) < html.index("text/html") < html.index("image/png")
+    assert VEGALITE_MIME not in get_mime_priority("latex", [])
+
+
+def test_the_served_libraries_are_the_versions_altair_expects() -> None:
+    import altair as alt
+
+    served = {name: (STATIC / name).read_text() for name in SCRIPTS}
+    assert list(served) == [
+        "vega/vega.min.js", "vega/vega-lite.min.js", "vega/vega-embed.min.js", "vega/charts.js"
+    ]  # fmt: skip
+    vega = re.search(r'version="(\d+)\.\d+\.\d+"', served["vega/vega.min.js"]).group(1)
+    assert vega == alt.VEGA_VERSION
+    vegalite = alt.SCHEMA_VERSION.lstrip("v")  # the schema Altair writes specs against
+    assert f'var n="{vegalite}"' in served["vega/vega-lite.min.js"][:1000]
+    assert re.search(rf'="{alt.VEGAEMBED_VERSION}\.\d+\.\d+"', served["vega/vega-embed.min.js"])
+    assert "BSD-3-Clause" in (STATIC / "vega" / "README.md").read_text()
+    for name in ("vega", "vega-lite", "vega-embed"):
+        assert "Redistribution" in (STATIC / "vega" / f"LICENSE-{name}").read_text()
+    assert "http" not in served["vega/charts.js"]  # it draws, and fetches nothing
+
+
+def nodes_document(*children):
+    from docutils import nodes
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
+
+    doc = new_document("page", get_default_settings(Parser))
+    doc += [nodes.paragraph(text="prose"), *children]
+    return doc
 
 
 # ---------------------------------------------------------------- glued values in the prose

@@ -1,5 +1,7 @@
 """Tests of mfkit.plots (Agg backend, synthetic counts)."""
 
+import sys
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,10 +17,14 @@ from mfkit.data import synthetic_movielens
 from mfkit.embeddings import norm_popularity
 from mfkit.features import Indexer
 from mfkit.plots import (
+    VEGALITE_MIME,
+    chart_bundle,
+    interactive_scatter,
     plot_embedding_map,
     plot_history,
     plot_long_tail,
     plot_norm_vs_popularity,
+    use_chart_renderer,
 )
 from mfkit.train import History
 
@@ -256,3 +262,137 @@ def test_embedding_map_rejects_mismatched_shapes(coords, labels) -> None:
 def test_embedding_map_rejects_bad_sizes(sizes) -> None:
     with pytest.raises(ValueError, match="sizes must hold one non-negative number per point"):
         plot_embedding_map([[0, 0], [1, 1]], ["a", "b"], sizes=sizes)
+
+
+# ---------------------------------------------------------------- interactive charts
+
+
+@pytest.fixture
+def renderers():
+    """Altair's renderer registry, restored to its state before the test."""
+    import altair as alt
+
+    active = alt.renderers.active
+    yield alt.renderers
+    alt.renderers.enable(active)
+
+
+@pytest.fixture
+def movies_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "movie_id": [1, 2, 3, 4],
+            "title": ["Star Wars (1977)", "Heat (1995)", "Kika (1993)", "Tainted (1998)"],
+            "year": pd.array([1977, 1995, None, 1998], dtype="Int64"),
+            "n_ratings": [583, 120, 2, 0],
+            "norm": [1.234567891, 2.0, 6.9211445801, 5.5],
+            "genre": ["Sci-Fi", "other", "other", "Romance"],
+            "unused": ["a", "b", "c", "d"],
+        }
+    )
+
+
+def scatter_spec(frame: pd.DataFrame, **kwargs) -> dict:
+    kwargs = {"tooltip": ["title", "year", "n_ratings", "norm"], "color": "genre", **kwargs}
+    return interactive_scatter(frame, "n_ratings", "norm", **kwargs).to_dict()
+
+
+def test_interactive_scatter_encodes_axes_scales_and_titles(movies_table, renderers) -> None:
+    spec = scatter_spec(movies_table, x_scale="symlog", title="Norm vs popularity", y_title="‖V‖")
+    assert spec["mark"]["type"] == "circle"
+    x, y = spec["encoding"]["x"], spec["encoding"]["y"]
+    assert (x["field"], x["type"], x["scale"]["type"]) == ("n_ratings", "quantitative", "symlog")
+    assert (y["field"], y["type"]) == ("norm", "quantitative")
+    assert y["scale"] == {"zero": False}  # linear, around the data
+    assert x["axis"]["values"] == [0, 1, 10, 100]  # symlog: zero and powers of ten, up to 583
+    assert scatter_spec(movies_table, x_scale="log")["encoding"]["x"]["axis"]["values"] == [
+        1,
+        10,
+        100,
+    ]
+    assert (x["title"], y["title"]) == ("n_ratings", "‖V‖")
+    assert spec["title"] == "Norm vs popularity"
+    assert "title" not in scatter_spec(movies_table)  # no empty title without one
+
+
+def test_interactive_scatter_tooltips_keep_their_order_and_format_numbers(
+    movies_table, renderers
+) -> None:
+    tips = scatter_spec(movies_table)["encoding"]["tooltip"]
+    assert [t["field"] for t in tips] == ["title", "year", "n_ratings", "norm"]
+    assert [t["type"] for t in tips] == ["nominal", "quantitative", "quantitative", "quantitative"]
+    # a year (with a missing one) and a count as whole numbers, a norm with 3 digits
+    assert [t.get("format") for t in tips] == [None, "d", "d", ".3g"]
+
+
+def test_interactive_scatter_legend_selects_a_colour(movies_table, renderers) -> None:
+    spec = scatter_spec(movies_table)
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["pick"]["bind"] == "legend"
+    assert params["pick"]["select"] == {"type": "point", "fields": ["genre"]}
+    assert params["zoom"]["bind"] == "scales"
+    assert params["zoom"]["select"]["type"] == "interval"
+    color, opacity = spec["encoding"]["color"], spec["encoding"]["opacity"]
+    assert color["condition"]["param"] == "pick"
+    assert (color["condition"]["field"], color["condition"]["type"]) == ("genre", "nominal")
+    assert color["value"] == "lightgray"  # the categories not picked
+    # one colour per genre, "other" last in the legend and in light grey
+    assert color["condition"]["scale"]["domain"] == ["Romance", "Sci-Fi", "other"]
+    assert color["condition"]["scale"]["range"][-1] == "#c8c8c8"
+    assert len(set(color["condition"]["scale"]["range"])) == 3
+    assert opacity["condition"]["param"] == "pick"
+    assert opacity["condition"]["value"] > opacity["value"]
+
+
+def test_interactive_scatter_without_colour_has_no_legend_selection(
+    movies_table, renderers
+) -> None:
+    spec = scatter_spec(movies_table, color=None)
+    assert [p["name"] for p in spec["params"]] == ["zoom"]
+    assert "color" not in spec["encoding"] and "opacity" not in spec["encoding"]
+
+
+def test_interactive_scatter_embeds_only_its_columns_rounded(movies_table, renderers) -> None:
+    spec = scatter_spec(movies_table, tooltip="title")
+    (rows,) = spec["datasets"].values()
+    assert set(rows[0]) == {"n_ratings", "norm", "title", "genre"}
+    # "other" rows first (drawn beneath), otherwise in order
+    assert [row["title"][:4] for row in rows] == ["Heat", "Kika", "Star", "Tain"]
+    assert [row["norm"] for row in rows] == [2.0, 6.9211, 1.2346, 5.5]
+    assert [row["n_ratings"] for row in rows] == [120, 2, 583, 0]
+
+
+def test_interactive_scatter_rejects_a_missing_column(movies_table, renderers) -> None:
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['popularity'\]"):
+        interactive_scatter(movies_table, "popularity", "norm")
+    with pytest.raises(ValueError, match="lacks"):
+        interactive_scatter(movies_table, "n_ratings", "norm", tooltip=["name"])
+
+
+def test_a_chart_displays_as_its_vega_lite_spec_with_no_cdn(movies_table, renderers) -> None:
+    renderers.enable("default")
+    chart = interactive_scatter(movies_table, "n_ratings", "norm", title="Norms")
+    assert renderers.active == "mfkit"
+    bundle, _ = chart._repr_mimebundle_()
+    assert set(bundle) == {VEGALITE_MIME, "text/plain"}  # no HTML that loads Vega
+    assert bundle[VEGALITE_MIME]["mark"]["type"] == "circle"
+    assert "Interactive chart: Norms" in bundle["text/plain"]
+    assert "http" not in bundle["text/plain"]
+
+
+def test_chart_renderer_leaves_a_chosen_renderer_and_colab_alone(renderers, monkeypatch) -> None:
+    renderers.enable("svg")
+    assert use_chart_renderer() == "svg"
+    renderers.enable("default")
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    assert use_chart_renderer() == "default"  # Colab draws HTML only
+    monkeypatch.delitem(sys.modules, "google.colab")
+    assert use_chart_renderer() == "mfkit"
+
+
+def test_chart_bundle_passes_embed_options_as_metadata() -> None:
+    bundle, metadata = chart_bundle({"mark": "point", "title": {"text": "T"}}, actions=False)
+    assert bundle[VEGALITE_MIME] == {"mark": "point", "title": {"text": "T"}}
+    assert bundle["text/plain"].startswith("<Interactive chart: T")
+    assert metadata == {VEGALITE_MIME: {"actions": False}}
+    assert chart_bundle({"mark": "point"})[1] == {}
