@@ -11,7 +11,8 @@ Vega, Vega-Lite and vega-embed. On each page that holds one, each chart must
 - show a tooltip headed by a title when the mouse rests on a point (vega-tooltip writes
   the datum's ``title`` field as the tooltip's heading);
 - change what is drawn when an entry of its legend is clicked (the legend selects), where
-  it has a legend;
+  it has a legend, or, where a click on a mark selects (linked bars), when a mark is
+  clicked;
 
 and no page with a chart may raise a JavaScript error or ask for anything off the site.
 Each chapter whose code cells call an ``interactive_*`` function of ``mfkit.plots`` must
@@ -22,6 +23,7 @@ have a chart on its page. After hovering, each chart's screenshot is saved as
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import pytest
@@ -71,7 +73,9 @@ class ChartReport:
     marks: int = 0
     tooltip_title: str | None = None
     has_legend: bool = False
+    selects_on_click: bool = False  # a point selection on the marks, not on a legend
     legend_changed: bool | None = None
+    click_changed: bool | None = None
     problem: str | None = None
 
 
@@ -88,8 +92,8 @@ MARKS_JS = """
   const marks = [...box.querySelectorAll("svg .role-mark > *")];
   return {
     count: marks.length,
-    paint: marks.map((m) => [m.getAttribute("fill"), m.getAttribute("fill-opacity"),
-                             m.getAttribute("opacity")].join("/")).join(";"),
+    paint: marks.map((m) => ["fill", "fill-opacity", "opacity", "d", "transform"]
+                     .map((a) => m.getAttribute(a)).join("/")).join(";"),
     legend: box.querySelectorAll("svg .role-legend-symbol > *").length > 0,
   };
 }
@@ -104,18 +108,43 @@ TOOLTIP_JS = """
 """
 
 
+def selects_on_click(spec: dict) -> bool:
+    """Whether a chart's spec has a point selection that a click on a mark makes."""
+    return any(
+        p.get("select", {}).get("type") == "point" and "bind" not in p
+        for p in spec.get("params", [])
+    )
+
+
+def changes_marks(page, box, before: str, action) -> bool:
+    """Whether ``action`` changes how the chart's marks are drawn."""
+    from playwright.sync_api import TimeoutError as Timeout
+
+    action()
+    try:
+        page.wait_for_function(
+            "([box, paint]) => (" + MARKS_JS + ")(box).paint !== paint",
+            arg=[box, before],
+            timeout=TOOLTIP_TIMEOUT_MS,
+        )
+        return True
+    except Timeout:
+        return False
+
+
 def check_chart(page, box, report: ChartReport, shot: str) -> None:
-    """Hover points of one drawn chart, then click its first legend entry."""
+    """Hover points of one drawn chart, then click its first legend entry or mark."""
     from playwright.sync_api import TimeoutError as Timeout
 
     before = box.evaluate(MARKS_JS)
     report.marks, report.has_legend = before["count"], before["legend"]
+    spec = json.loads(box.query_selector('script[type="application/json"]').text_content())
+    report.selects_on_click = selects_on_click(spec)
     if not report.marks:
         return
     box.scroll_into_view_if_needed()
-    for mark in box.query_selector_all("svg .role-mark > *")[
-        :: max(1, report.marks // HOVER_TRIES)
-    ]:
+    marks = box.query_selector_all("svg .role-mark > *")
+    for mark in marks[:: max(1, report.marks // HOVER_TRIES)]:
         mark.hover(force=True)
         try:
             page.wait_for_function(f"({TOOLTIP_JS})() !== null", timeout=TOOLTIP_TIMEOUT_MS)
@@ -127,16 +156,14 @@ def check_chart(page, box, report: ChartReport, shot: str) -> None:
     box.screenshot(path=str(SCREENSHOTS / shot))
     page.mouse.move(0, 0)
     if report.has_legend:
-        box.query_selector("svg .role-legend-symbol > *").click(force=True)
-        try:
-            page.wait_for_function(
-                "([box, paint]) => (" + MARKS_JS + ")(box).paint !== paint",
-                arg=[box, before["paint"]],
-                timeout=TOOLTIP_TIMEOUT_MS,
-            )
-            report.legend_changed = True
-        except Timeout:
-            report.legend_changed = False
+        legend = box.query_selector("svg .role-legend-symbol > *")
+        report.legend_changed = changes_marks(
+            page, box, before["paint"], lambda: legend.click(force=True)
+        )
+    elif report.selects_on_click:
+        report.click_changed = changes_marks(
+            page, box, before["paint"], lambda: marks[0].click(force=True)
+        )
 
 
 @pytest.fixture(scope="session")
@@ -232,3 +259,12 @@ def test_clicking_a_legend_entry_changes_what_is_drawn(chart_crawl: ChartCrawl) 
         if c.has_legend and c.legend_changed is False
     ]
     assert not unchanged, listing("legends that do not select", unchanged)
+
+
+def test_clicking_a_mark_that_selects_changes_what_is_drawn(chart_crawl: ChartCrawl) -> None:
+    unchanged = [
+        f"{c.page} chart {c.index + 1}: the marks look the same after clicking one"
+        for c in chart_crawl.charts
+        if not c.has_legend and c.selects_on_click and c.click_changed is False
+    ]
+    assert not unchanged, listing("charts whose marks do not select", unchanged)

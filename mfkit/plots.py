@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "chart_bundle",
+    "interactive_linked_bars",
     "interactive_scatter",
     "plot_embedding_map",
     "plot_history",
@@ -390,6 +391,7 @@ def interactive_scatter(
     *,
     tooltip: Sequence[str] = (),
     color: str | None = None,
+    size: str | None = None,
     title: str | None = None,
     x_title: str | None = None,
     y_title: str | None = None,
@@ -419,6 +421,10 @@ def interactive_scatter(
         count), others with 3 significant digits.
     color : str, optional
         A category column: one colour per category, and the legend that selects.
+    size : str, optional
+        A column of counts: each point's area grows with it (a square-root scale, as
+        :func:`plot_embedding_map`), with no legend of its own; add it to ``tooltip`` to
+        read the value.
     other : str
         The category drawn in light grey beneath the others (as
         :func:`mfkit.embeddings.genre_labels` names the movies of no listed genre).
@@ -456,7 +462,8 @@ def interactive_scatter(
     import altair as alt
 
     tooltip = [tooltip] if isinstance(tooltip, str) else list(tooltip)
-    columns = list(dict.fromkeys([x, y, *tooltip, *([color] if color else [])]))
+    extra = [c for c in (color, size) if c is not None]
+    columns = list(dict.fromkeys([x, y, *tooltip, *extra]))
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"frame lacks the column(s) {missing}; it has {list(frame.columns)}")
@@ -490,6 +497,9 @@ def interactive_scatter(
         "y": alt.Y(y, **axis(y, y_scale, y_title)),
         "tooltip": [tip(c) for c in tooltip],
     }
+    if size is not None:
+        area = alt.Scale(type="sqrt", zero=True, range=[6, 160])
+        encoding["size"] = alt.Size(size, type="quantitative", scale=area, legend=None)
     params = [zoom]
     if color is not None:
         pick = alt.selection_point(fields=[color], bind="legend", name="pick")
@@ -502,6 +512,86 @@ def interactive_scatter(
         encoding["color"] = alt.condition(pick, colour, alt.value("lightgray"))
         encoding["opacity"] = alt.condition(pick, alt.value(0.8), alt.value(0.15))
         params.insert(0, pick)
-    chart = alt.Chart(data).mark_circle(size=28).encode(**encoding).add_params(*params)
+    marks = alt.Chart(data).mark_circle(**({} if size else {"size": 28}))
+    chart = marks.encode(**encoding).add_params(*params)
     chart = chart.properties(width=width, height=height)
     return chart.properties(title=title) if title else chart
+
+
+def interactive_linked_bars(
+    cells: pd.DataFrame,
+    left: str,
+    right: str,
+    *,
+    count: str = "n",
+    mean: str | None = None,
+    width: int = 260,
+    height: int = 360,
+) -> alt.HConcatChart:
+    """Two bar charts of counts, by ``left`` and by ``right``, each filtering the other.
+
+    Introduced in chapter 1 (ratings by occupation and by genre). ``cells`` holds one
+    row per pair of categories with its ``count`` (and, with ``mean``, the mean of some
+    value over that count). Each chart sums the counts by its category; click a bar to
+    keep only that category's cells in the other chart (shift-click adds one, a click
+    beside the bars shows everything again). A bar's tooltip is headed by its category
+    and gives its count and, with ``mean``, the mean weighted by the counts.
+
+    Returns
+    -------
+    altair.HConcatChart
+        Selections are named ``pick_<left>`` and ``pick_<right>``.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing or a count is negative.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cells = pd.DataFrame({"job": ["a", "a", "b"], "genre": ["x", "y", "x"], "n": [3, 1, 2]})
+    >>> spec = interactive_linked_bars(cells, "job", "genre").to_dict()
+    >>> [param["name"] for param in spec["params"]]
+    ['pick_job', 'pick_genre']
+    """
+    import altair as alt
+
+    columns = [left, right, count, *([mean] if mean else [])]
+    missing = [c for c in columns if c not in cells.columns]
+    if missing:
+        raise ValueError(f"cells lacks the column(s) {missing}; it has {list(cells.columns)}")
+    if (cells[count] < 0).any():
+        raise ValueError(f"counts in {count!r} must be >= 0")
+    use_chart_renderer()
+    data = cells[columns].reset_index(drop=True).apply(_rounded)
+    picks = {
+        side: alt.selection_point(fields=[side], name=f"pick_{side}") for side in (left, right)
+    }
+    if mean:
+        data = data.assign(_weighted=data[mean] * data[count])
+
+    def bars(side: str, other: str) -> alt.Chart:
+        totals = {count: "sum", **({"_weighted": "sum"} if mean else {})}
+        chart = alt.Chart(data).transform_filter(picks[other])
+        chart = chart.transform_aggregate(
+            **{f"{c}": f"{how}({c})" for c, how in totals.items()}, groupby=[side]
+        ).transform_calculate(title=f"datum[{side!r}]")
+        tips = [alt.Tooltip("title:N"), alt.Tooltip(f"{count}:Q", format=",d")]
+        if mean:
+            chart = chart.transform_calculate(**{mean: f"datum._weighted / datum[{count!r}]"})
+            tips.append(alt.Tooltip(f"{mean}:Q", format=".2f"))
+        colour = alt.condition(picks[side], alt.value("#1f77b4"), alt.value("lightgray"))
+        return (
+            chart.mark_bar()
+            .encode(
+                x=alt.X(f"{count}:Q", title=count),
+                y=alt.Y(f"{side}:N", sort="-x", title=None),
+                color=colour,
+                tooltip=tips,
+            )
+            .add_params(picks[side])
+            .properties(width=width, height=height, title=f"by {side}")
+        )
+
+    return alt.hconcat(bars(left, right), bars(right, left))

@@ -19,6 +19,7 @@ from mfkit.features import Indexer
 from mfkit.plots import (
     VEGALITE_MIME,
     chart_bundle,
+    interactive_linked_bars,
     interactive_scatter,
     plot_embedding_map,
     plot_history,
@@ -396,3 +397,82 @@ def test_chart_bundle_passes_embed_options_as_metadata() -> None:
     assert bundle["text/plain"].startswith("<Interactive chart: T")
     assert metadata == {VEGALITE_MIME: {"actions": False}}
     assert chart_bundle({"mark": "point"})[1] == {}
+
+
+def test_interactive_scatter_sizes_points_by_a_column_without_a_legend(
+    movies_table, renderers
+) -> None:
+    spec = scatter_spec(movies_table, tooltip=["title"], size="n_ratings")
+    size = spec["encoding"]["size"]
+    assert (size["field"], size["type"], size["legend"]) == ("n_ratings", "quantitative", None)
+    assert size["scale"]["type"] == "sqrt" and size["scale"]["zero"] is True
+    assert "size" not in spec["mark"]  # the encoding, not a fixed size, sets the area
+    assert "size" not in scatter_spec(movies_table)["encoding"]
+    with pytest.raises(ValueError, match="popularity"):
+        interactive_scatter(movies_table, "n_ratings", "norm", size="popularity")
+
+
+@pytest.fixture
+def cells() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "occupation": ["student", "student", "writer"],
+            "genre": ["Drama", "War", "Drama"],
+            "ratings": [30, 10, 5],
+            "mean rating": [3.5, 4.25, 2.0],
+        }
+    )
+
+
+def test_linked_bars_each_view_counts_its_category_filtered_by_the_other(cells, renderers) -> None:
+    spec = interactive_linked_bars(cells, "occupation", "genre", count="ratings").to_dict()
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["pick_occupation"]["select"] == {"type": "point", "fields": ["occupation"]}
+    assert params["pick_genre"]["select"] == {"type": "point", "fields": ["genre"]}
+    pairs = [("occupation", "genre"), ("genre", "occupation")]
+    for view, (own, other) in zip(spec["hconcat"], pairs, strict=True):
+        transforms = view["transform"]
+        assert transforms[0] == {"filter": {"param": f"pick_{other}"}}
+        assert transforms[1]["aggregate"] == [{"op": "sum", "field": "ratings", "as": "ratings"}]
+        assert transforms[1]["groupby"] == [own]
+        assert view["encoding"]["y"]["field"] == own and view["encoding"]["x"]["field"] == "ratings"
+        assert view["encoding"]["color"]["condition"]["param"] == f"pick_{own}"
+        tips = [t["field"] for t in view["encoding"]["tooltip"]]
+        assert tips == ["title", "ratings"]  # vega-tooltip heads the tooltip with "title"
+        assert transforms[2] == {"calculate": f"datum['{own}']", "as": "title"}
+
+
+def test_linked_bars_mean_is_weighted_by_the_counts(cells, renderers) -> None:
+    spec = interactive_linked_bars(
+        cells, "occupation", "genre", count="ratings", mean="mean rating"
+    ).to_dict()
+    (rows,) = spec["datasets"].values()
+    weighted = {(r["occupation"], r["genre"]): r["_weighted"] for r in rows}
+    assert weighted == {
+        ("student", "Drama"): 105.0,
+        ("student", "War"): 42.5,
+        ("writer", "Drama"): 10.0,
+    }
+    view = spec["hconcat"][0]
+    sums = {a["field"] for a in view["transform"][1]["aggregate"]}
+    assert sums == {"ratings", "_weighted"}
+    assert view["transform"][-1] == {
+        "calculate": "datum._weighted / datum['ratings']",
+        "as": "mean rating",
+    }
+    # student: (30 * 3.5 + 10 * 4.25) / 40 = 3.6875, which the tooltip shows as 3.69
+    assert view["encoding"]["tooltip"][-1]["format"] == ".2f"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"genre": None}, "genre"), ({"ratings": [30, -1, 5]}, ">= 0")],
+)
+def test_linked_bars_reject_missing_columns_and_negative_counts(
+    cells, renderers, change, message
+) -> None:
+    frame = (
+        cells.drop(columns="genre") if change.get("genre", 0) is None else cells.assign(**change)
+    )
+    with pytest.raises(ValueError, match=message):
+        interactive_linked_bars(frame, "occupation", "genre", count="ratings")
