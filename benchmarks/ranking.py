@@ -65,7 +65,13 @@ from implicit.bpr import BayesianPersonalizedRanking
 from threadpoolctl import threadpool_limits
 
 from mfkit.data import load_movielens
-from mfkit.evaluation import evaluate_leave_one_out, popularity_scorer, scorer
+from mfkit.evaluation import (
+    evaluate_leave_one_out,
+    model_scorer,
+    popularity_scorer,
+    scorer,
+    top_k_for_users,
+)
 from mfkit.features import Indexer
 from mfkit.losses import (
     bpr_loss,
@@ -75,6 +81,7 @@ from mfkit.losses import (
     next_item_ce,
     softmax_loss,
 )
+from mfkit.metrics import catalog_coverage, novelty
 from mfkit.models import (
     EASE,
     GRU4Rec,
@@ -232,6 +239,27 @@ class Split:
     def valid_ndcg(self, score) -> float:
         return float(self.cases(score)["NDCG@10"].mean())
 
+    def test_lists(self, score) -> torch.Tensor:
+        """Each test user's top 10 on the full ranking (chapter 13's coverage and novelty)."""
+        if isinstance(score, torch.nn.Module):
+            score = model_scorer(score, self.idx, self.before_test)
+        seen_users, seen_movies = self.idx.pairs(self.before_test)
+        users = self.idx.pairs(self.test)[0]
+        return top_k_for_users(score, users, seen_users, seen_movies, self.idx.n_movies, 10)
+
+    def beyond_accuracy(self, lists: list[torch.Tensor]) -> dict[str, float]:
+        """Coverage and novelty of the test lists, averaged over the refit seeds.
+
+        Novelty's popularity is each movie's share of users in the history before the test
+        case; a movie nobody rated there counts as rated once, so that it stays finite.
+        """
+        seen = torch.bincount(self.idx.pairs(self.before_test)[1], minlength=self.idx.n_movies)
+        counts, n = seen.clamp(min=1).numpy(), self.idx.n_users
+        return {
+            "coverage": float(np.mean([catalog_coverage(t, self.idx.n_movies) for t in lists])),
+            "novelty (bits)": float(np.mean([novelty(t, counts, n) for t in lists])),
+        }
+
 
 @dataclass
 class Row:
@@ -245,6 +273,7 @@ class Row:
     models: list = field(default_factory=list)  # the refits, where a later model needs them
     full: list = field(default_factory=list)  # per seed: the test cases on the full ranking
     sampled: list = field(default_factory=list)  # per seed: among 99 sampled negatives
+    beyond: dict = field(default_factory=dict)  # coverage and novelty of the test lists
 
     def cases(self, protocol: str = "full") -> pd.DataFrame:
         """Each test case's numbers, averaged over the refit seeds."""
@@ -300,6 +329,7 @@ class Bench:
         for score in row.test_scores:
             row.full.append(self.split.cases(score, "test"))
             row.sampled.append(self.split.cases(score, "test", negatives=99))
+        row.beyond = self.split.beyond_accuracy([self.split.test_lists(s) for s in row.test_scores])
         self.rows[name] = row
         test = np.mean(row.per_seed())
         print(
@@ -556,6 +586,7 @@ def summary(rows: dict[str, Row]) -> pd.DataFrame:
             "sampled HR@10": sampled["HR@10"],
             "sampled NDCG@10": sampled["NDCG@10"],
             "valid NDCG@10": row.valid_ndcg,
+            **row.beyond,
             "seconds": row.seconds,
             "against the leader": "leader"
             if name == leader
@@ -625,7 +656,10 @@ def render(rows: dict[str, Row], split: Split, args) -> str:
         "over the seeds; `sd over seeds`: the standard deviation of full NDCG@10 over "
         "them. `against the leader`: the paired rule (`mfkit.stats.paired`) on each test "
         "case's full NDCG@10, averaged over the seeds, with the 95% interval of the mean "
-        "difference. Seconds: the grid search with its validation rankings, plus the refits.",
+        "difference. `coverage`: the share of the catalogue in at least one test user's top "
+        "10, and `novelty (bits)`: the mean self-information of a recommended movie (chapter "
+        "13), both averaged over the seeds. Seconds: the grid search with its validation "
+        "rankings, plus the refits.",
         "",
         f"Groups of models in this run: {', '.join(args.groups.split(','))} "
         f"(of {', '.join(GROUPS)}).",
@@ -636,7 +670,7 @@ def render(rows: dict[str, Row], split: Split, args) -> str:
     for name, row in table.iterrows():
         cells = [f"{row[c]:.3f}" for c in columns[:3]]
         cells[2] = "" if np.isnan(row["sd over seeds"]) else f"{row['sd over seeds']:.4f}"
-        cells += [f"{row[c]:.3f}" for c in columns[3:6]]
+        cells += [f"{row[c]:.3f}" for c in columns[3:8]]
         cells += [f"{row['seconds']:.0f}", row["against the leader"]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"The leader on validation is {leader}.", "", "Targets:", "", *targets(rows), ""]

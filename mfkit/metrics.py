@@ -2,6 +2,11 @@
 
 Introduced in chapter 2 (rating metrics: :func:`rmse`, :func:`mae`) and chapter 5
 (ranking metrics: precision, recall, NDCG and hit rate at k, catalogue coverage).
+Chapter 13 adds metrics of the lists beyond accuracy: how evenly they spread exposure
+over the catalogue (:func:`exposure_gini`), how unfamiliar and how popular their items
+are (:func:`novelty`, :func:`mean_popularity`), how unlike each other
+(:func:`intra_list_diversity`), and how well their genre mix matches a user's history
+(:func:`genre_mix`, :func:`miscalibration`).
 Inputs may be array-likes, numpy arrays or torch tensors (torch is never imported here).
 
 The ranking metrics use binary relevance and share one signature,
@@ -33,10 +38,16 @@ Score = float | np.ndarray  # the mean over users, or one score per user
 
 __all__ = [
     "catalog_coverage",
+    "exposure_gini",
+    "genre_mix",
     "hit_rate_at_k",
+    "intra_list_diversity",
     "mae",
+    "mean_popularity",
+    "miscalibration",
     "mse_by_user",
     "ndcg_at_k",
+    "novelty",
     "precision_at_k",
     "recall_at_k",
     "rmse",
@@ -256,3 +267,295 @@ def catalog_coverage(recommended: Any, n_items: int, k: int | None = None) -> fl
     if n_seen > n_items:
         raise ValueError(f"recommended holds {n_seen} distinct items, more than n_items={n_items}")
     return n_seen / n_items
+
+
+# ------------------------------------------------------------- beyond accuracy (chapter 13)
+
+
+def _check_k(k: Any) -> None:
+    if k is not None:
+        _check_positive("k", k)
+
+
+def _table(name: str, values: Any, ndim: int) -> np.ndarray:
+    """``values`` as a float array of ``ndim`` dimensions, finite and never negative."""
+    array = _as_array(values).astype(np.float64)
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    if not np.isfinite(array).all() or (array < 0).any():
+        raise ValueError(f"{name} must hold finite values >= 0")
+    return array
+
+
+def _rows(items: np.ndarray, n_rows: int, name: str) -> np.ndarray:
+    """Item ids as int64 row numbers of ``name``, which has ``n_rows`` rows.
+
+    Whole floats pass too: an empty list among ragged ones makes the flat ids floats.
+    """
+    if items.size == 0:
+        return items.astype(np.int64)
+    whole = np.issubdtype(items.dtype, np.integer) or (
+        np.issubdtype(items.dtype, np.floating) and (items == np.round(items)).all()
+    )
+    if not whole or items.min() < 0 or items.max() >= n_rows:
+        raise ValueError(
+            f"item ids must be integers from 0 to {n_rows - 1} (the rows of {name}), "
+            f"got ids from {items.min()} to {items.max()}"
+        )
+    return items.astype(np.int64)
+
+
+def _sum_by_list(user: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """Sum of ``rows`` (one per flat item) within each of the ``n`` lists."""
+    out = np.zeros((n, *rows.shape[1:]))
+    np.add.at(out, user, rows)
+    return out
+
+
+def _mean_by_list(user: np.ndarray, values: np.ndarray, n: int, per_user: bool) -> Score:
+    """Mean of ``values`` within each list: ``nan`` for an empty list, left out of the mean."""
+    length = np.bincount(user, minlength=n)
+    if not length.any():
+        raise ValueError("every list is empty: there is nothing to evaluate")
+    out = np.full(n, np.nan)
+    ok = length > 0
+    out[ok] = _sum_by_list(user, values, n)[ok] / length[ok]
+    return out if per_user else float(out[ok].mean())
+
+
+def exposure_gini(recommended: Any, n_items: int, k: int | None = None) -> float:
+    """Gini coefficient of how often each catalogue item appears in the top-``k`` lists.
+
+    Items never recommended count as shown 0 times. With the counts sorted,
+    ``x_1 <= ... <= x_n``, it is ``sum_i (2 i - n - 1) x_i / (n sum_i x_i)``: 0 when every
+    item is shown equally often, ``(n - 1) / n`` when one item takes all the exposure.
+
+    Parameters
+    ----------
+    recommended : 2-D array or tensor, or sequence of sequences
+        One ranked list of item ids per user (ids of any kind).
+    n_items : int
+        Size of the catalogue, at least the number of distinct recommended items.
+    k : int, optional
+        Cut-off; by default every list is used whole.
+
+    Examples
+    --------
+    >>> exposure_gini([[0, 1], [0, 1]], n_items=2)  # both shown twice
+    0.0
+    >>> exposure_gini([[0], [0]], n_items=4)  # one item takes everything: 3 / 4
+    0.75
+    """
+    _check_positive("n_items", n_items)
+    _check_k(k)
+    shown = np.unique(_flatten(recommended, k)[2], return_counts=True)[1]
+    if shown.size == 0:
+        raise ValueError("every list is empty: there is no exposure to measure")
+    if shown.size > n_items:
+        raise ValueError(
+            f"recommended holds {shown.size} distinct items, more than n_items={n_items}"
+        )
+    counts = np.sort(np.concatenate([np.zeros(n_items - shown.size), shown]))
+    weight = 2 * np.arange(1, n_items + 1) - n_items - 1
+    return float(weight @ counts / (n_items * counts.sum()))
+
+
+def _counts(counts: Any) -> np.ndarray:
+    return _table("counts", counts, 1)
+
+
+def novelty(
+    recommended: Any, counts: Any, n_users: int, k: int | None = None, *, per_user: bool = False
+) -> Score:
+    """Mean self-information ``-log2(counts[i] / n_users)`` of the recommended items, in bits.
+
+    ``counts[i] / n_users`` is the share of training users who interacted with item ``i``:
+    an item every user knows carries 0 bits, one known to 1 user in 1,024 carries 10.
+
+    Parameters
+    ----------
+    recommended : 2-D array or tensor, or sequence of sequences
+        One ranked list of item ids per user; the ids index ``counts``.
+    counts : 1-D array-like
+        The number of training users of each item id, between 0 and ``n_users``.
+        A recommended item must have a count above 0 (its novelty would be infinite).
+    n_users : int
+        The number of training users.
+    k : int, optional
+        Cut-off; by default every list is used whole.
+    per_user : bool
+        One value per list (``nan`` for an empty one) instead of the mean over lists.
+
+    Examples
+    --------
+    >>> novelty([[0, 1], [1, 1]], counts=[8, 2], n_users=8, per_user=True)  # 0 and 2 bits
+    array([1., 2.])
+    """
+    _check_positive("n_users", n_users)
+    _check_k(k)
+    share = _counts(counts) / n_users
+    if (share > 1).any():
+        item = int(np.argmax(share > 1))
+        raise ValueError(
+            f"counts[{item}] = {share[item] * n_users:g} is more than n_users={n_users}"
+        )
+    user, _, items, n = _flatten(recommended, k)
+    items = _rows(items, len(share), "counts")
+    unseen = share[items] == 0
+    if unseen.any():
+        raise ValueError(
+            f"item {items[unseen][0]} has count 0, so its novelty is infinite: "
+            "recommend only items seen in training"
+        )
+    return _mean_by_list(user, -np.log2(share[items]), n, per_user)
+
+
+def mean_popularity(
+    recommended: Any, counts: Any, k: int | None = None, *, per_user: bool = False
+) -> Score:
+    """Mean training count of the recommended items (average recommendation popularity).
+
+    The "ARP" of Abdollahpouri et al.: how much a model leans on the popular head of
+    the catalogue. Parameters as for :func:`novelty` (``counts`` has no upper bound here).
+
+    Examples
+    --------
+    >>> mean_popularity([[0, 1], [1, 2]], counts=[10, 4, 0])  # (7 + 2) / 2
+    4.5
+    """
+    _check_k(k)
+    popularity = _counts(counts)
+    user, _, items, n = _flatten(recommended, k)
+    return _mean_by_list(user, popularity[_rows(items, len(popularity), "counts")], n, per_user)
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1; a zero row stays zero (similarity 0 to everything)."""
+    norm = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norm, out=np.zeros_like(vectors), where=norm > 0)
+
+
+def intra_list_diversity(
+    recommended: Any, item_vectors: Any, k: int | None = None, *, per_user: bool = False
+) -> Score:
+    """Mean ``1 - cosine similarity`` over the pairs of items within each list.
+
+    Parameters
+    ----------
+    recommended : 2-D array or tensor, or sequence of sequences
+        One ranked list of item ids per user; the ids index the rows of ``item_vectors``.
+    item_vectors : 2-D array or tensor
+        One vector per item, e.g. 0/1 genre flags or embeddings. A zero vector has
+        similarity 0 to every item.
+    k : int, optional
+        Cut-off; by default every list is used whole.
+    per_user : bool
+        One value per list instead of the mean; a list of fewer than 2 items has no
+        pairs: ``nan``, and left out of the mean.
+
+    Examples
+    --------
+    >>> genres = [[1, 0], [1, 0], [0, 1]]  # items 0 and 1 share their genre
+    >>> intra_list_diversity([[0, 1], [0, 2], [0, 1, 2]], genres, per_user=True)
+    array([0.        , 1.        , 0.66666667])
+    """
+    _check_k(k)
+    vectors = _as_array(item_vectors).astype(np.float64)
+    if vectors.ndim != 2 or not np.isfinite(vectors).all():
+        raise ValueError(f"item_vectors must be a finite 2-D array, got shape {vectors.shape}")
+    user, _, items, n = _flatten(recommended, k)
+    unit = _unit_rows(vectors)[_rows(items, len(vectors), "item_vectors")]
+    # Over the pairs i != j of a list, sum_ij <v_i, v_j> = |sum_i v_i|^2 - sum_i |v_i|^2.
+    total = (_sum_by_list(user, unit, n) ** 2).sum(1)
+    similar = (total - np.bincount(user, (unit**2).sum(1), minlength=n)) / 2
+    length = np.bincount(user, minlength=n)
+    pairs = length * (length - 1) / 2
+    if not (pairs > 0).any():
+        raise ValueError("no list holds 2 items or more: there are no pairs to compare")
+    out = np.full(n, np.nan)
+    ok = pairs > 0
+    out[ok] = 1 - similar[ok] / pairs[ok]
+    return out if per_user else float(out[ok].mean())
+
+
+def genre_mix(lists: Any, genres: Any, weights: Any = None) -> np.ndarray:
+    """Each list's distribution over genres (Steck, 2018, "Calibrated recommendations").
+
+    An item's genre flags are shared out to sum 1 (a comedy-drama is half of each), then
+    averaged over the list's items, weighted by ``weights`` if given. An item without
+    a genre contributes nothing: the row is rescaled to sum 1 over the others.
+
+    Parameters
+    ----------
+    lists : 2-D array or tensor, or sequence of sequences
+        One list of item ids each (recommendations, or a user's history); the ids
+        index the rows of ``genres``.
+    genres : 2-D array or tensor (n_items, n_genres)
+        0/1 genre flags, or any weights >= 0.
+    weights : sequence of sequences, optional
+        One weight >= 0 per item of each list (e.g. ratings of a history).
+
+    Returns
+    -------
+    ndarray (n_lists, n_genres)
+        Rows that sum to 1; all zero for an empty list or one without genres.
+
+    Examples
+    --------
+    >>> genres = [[1, 0], [1, 1], [0, 0]]
+    >>> genre_mix([[0, 1], [2], [1, 2]], genres)  # item 1 is half of each genre
+    array([[0.75, 0.25],
+           [0.  , 0.  ],
+           [0.5 , 0.5 ]])
+    """
+    flags = _table("genres", genres, 2)
+    share = flags / np.maximum(flags.sum(1, keepdims=True), np.finfo(float).tiny)
+    user, _, items, n = _flatten(lists, None)
+    rows = share[_rows(items, len(share), "genres")]
+    if weights is not None:
+        weight_user, _, weight, _ = _flatten(weights, None)
+        if len(weight_user) != len(user) or (weight_user != user).any():
+            raise ValueError("weights must hold one weight per item of each list")
+        rows = rows * _table("weights", weight, 1)[:, None]
+    mix = _sum_by_list(user, rows, n)
+    total = mix.sum(1, keepdims=True)
+    return np.divide(mix, total, out=np.zeros_like(mix), where=total > 0)
+
+
+def miscalibration(p: Any, q: Any, alpha: float = 0.01) -> Score:
+    """Steck's (2018) miscalibration: ``KL(p || q~) = sum_g p_g log(p_g / q~_g)``, in nats.
+
+    ``p`` is the target distribution over genres (e.g. :func:`genre_mix` of a user's
+    history), ``q`` the list's; ``q~ = (1 - alpha) q + alpha p`` keeps the divergence
+    finite where the list misses a genre the user has. Genres with ``p_g = 0`` add 0.
+
+    Parameters
+    ----------
+    p, q : array-like, 1-D (one distribution) or 2-D (one per row)
+    alpha : float
+        Between 0 and 1; 0 gives the plain KL divergence, infinite where ``q`` misses.
+
+    Returns
+    -------
+    float for 1-D input, one value per row for 2-D.
+
+    Examples
+    --------
+    >>> round(miscalibration([0.5, 0.5], [1.0, 0.0], alpha=0.0), 4)  # 0.5 log 1/2 + inf
+    inf
+    >>> round(miscalibration([0.5, 0.5], [1.0, 0.0], alpha=0.5), 4)  # q~ = [3/4, 1/4]
+    0.1438
+    """
+    ndim = 1 if _as_array(p).ndim == 1 else 2
+    target, actual = _table("p", p, ndim), _table("q", q, ndim)
+    if target.shape != actual.shape:
+        raise ValueError(f"p and q have different shapes: {target.shape} and {actual.shape}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must lie between 0 and 1, got {alpha}")
+    mixed = (1 - alpha) * actual + alpha * target
+    terms = np.zeros_like(target)
+    some = target > 0
+    with np.errstate(divide="ignore"):
+        terms[some] = target[some] * np.log(target[some] / mixed[some])
+    kl = terms.sum(-1)
+    return float(kl) if kl.ndim == 0 else kl
