@@ -533,8 +533,8 @@ def interactive_linked_bars(
     Introduced in chapter 1 (ratings by occupation and by genre). ``cells`` holds one
     row per pair of categories with its ``count`` (and, with ``mean``, the mean of some
     value over that count). Each chart sums the counts by its category; click a bar to
-    keep only that category's cells in the other chart (shift-click adds one, a click
-    beside the bars shows everything again). A bar's tooltip is headed by its category
+    keep only that category's cells in the other chart (shift-click adds one, a
+    double-click shows everything again). A bar's tooltip is headed by its category
     and gives its count and, with ``mean``, the mean weighted by the counts.
 
     Returns
