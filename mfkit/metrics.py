@@ -29,10 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from numbers import Integral
 from typing import Any
 
 import numpy as np
+
+from mfkit._checks import positive_int
 
 Score = float | np.ndarray  # the mean over users, or one score per user
 
@@ -116,11 +117,6 @@ def mae(y_true: Any, y_pred: Any) -> float:
     return float(np.mean(np.abs(_errors(y_true, y_pred))))
 
 
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _flatten(recommended: Any, k: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Return ``(user_row, rank, item, n_users)`` for every item in each top-k list."""
     if hasattr(recommended, "detach") or isinstance(recommended, np.ndarray):
@@ -142,7 +138,7 @@ def _flatten(recommended: Any, k: int | None) -> tuple[np.ndarray, np.ndarray, n
 
 def _hits(recommended: Any, relevant: Any, k: Any) -> tuple[np.ndarray, np.ndarray]:
     """Boolean hits matrix ``(n_users, k)`` and the number of relevant items per user."""
-    _check_positive("k", k)
+    positive_int("k", k)
     user, rank, items, n = _flatten(recommended, k)
     rel_rows = [_as_array(r).ravel() for r in relevant]
     if len(rel_rows) != n:
@@ -260,9 +256,9 @@ def catalog_coverage(recommended: Any, n_items: int, k: int | None = None) -> fl
     >>> catalog_coverage([[0, 1, 2], [2, 3, 4]], n_items=10, k=2)  # {0, 1, 2, 3}
     0.4
     """
-    _check_positive("n_items", n_items)
+    positive_int("n_items", n_items)
     if k is not None:
-        _check_positive("k", k)
+        positive_int("k", k)
     n_seen = len(np.unique(_flatten(recommended, k)[2]))
     if n_seen > n_items:
         raise ValueError(f"recommended holds {n_seen} distinct items, more than n_items={n_items}")
@@ -274,7 +270,7 @@ def catalog_coverage(recommended: Any, n_items: int, k: int | None = None) -> fl
 
 def _check_k(k: Any) -> None:
     if k is not None:
-        _check_positive("k", k)
+        positive_int("k", k)
 
 
 def _table(name: str, values: Any, ndim: int) -> np.ndarray:
@@ -346,7 +342,7 @@ def exposure_gini(recommended: Any, n_items: int, k: int | None = None) -> float
     >>> exposure_gini([[0], [0]], n_items=4)  # one item takes everything: 3 / 4
     0.75
     """
-    _check_positive("n_items", n_items)
+    positive_int("n_items", n_items)
     _check_k(k)
     shown = np.unique(_flatten(recommended, k)[2], return_counts=True)[1]
     if shown.size == 0:
@@ -391,7 +387,7 @@ def novelty(
     >>> novelty([[0, 1], [1, 1]], counts=[8, 2], n_users=8, per_user=True)  # 0 and 2 bits
     array([1., 2.])
     """
-    _check_positive("n_users", n_users)
+    positive_int("n_users", n_users)
     _check_k(k)
     share = _counts(counts) / n_users
     if (share > 1).any():

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.stats import norm
 
+from mfkit._checks import positive_int
+
 __all__ = [
     "EpsilonGreedy",
     "Policy",
@@ -36,12 +38,6 @@ __all__ = [
     "replay",
     "team_draft",
 ]
-
-
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 # ----------------------------------------------------------------------- test sizes
@@ -138,7 +134,7 @@ def team_draft(
     >>> sorted(items[:2].tolist()), teams.tolist().count(0)  # each top item, 2 picks each
     ([1, 3], 2)
     """
-    k = _positive("k", k)
+    k = positive_int("k", k)
     if not isinstance(generator, np.random.Generator):
         raise ValueError("generator must be a numpy Generator, e.g. np.random.default_rng(0)")
     rankings = (_ranking("a", a), _ranking("b", b))
@@ -281,7 +277,7 @@ class EpsilonGreedy:
     """
 
     def __init__(self, n_arms: int, epsilon: float, seed: int | None = None) -> None:
-        self.n_arms = _positive("n_arms", n_arms)
+        self.n_arms = positive_int("n_arms", n_arms)
         if not 0 <= epsilon <= 1:
             raise ValueError(f"epsilon must lie between 0 and 1, got {epsilon}")
         self.epsilon = float(epsilon)
@@ -328,7 +324,7 @@ class ThompsonSampling:
     def __init__(
         self, n_arms: int, seed: int | None = None, prior: tuple[float, float] = (1.0, 1.0)
     ) -> None:
-        self.n_arms = _positive("n_arms", n_arms)
+        self.n_arms = positive_int("n_arms", n_arms)
         if len(prior) != 2 or not min(prior) > 0:
             raise ValueError(f"prior must be two Beta parameters above 0, got {prior!r}")
         self.successes = np.full(self.n_arms, float(prior[0]))

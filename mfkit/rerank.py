@@ -18,18 +18,14 @@ The work is batched over users; only the ``k`` picks of the greedy ones are a lo
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import torch
 
+from mfkit._checks import positive_int
+
 __all__ = ["calibrate", "mmr", "popularity_penalty"]
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _weight(weight: Any, upper: float = 1.0) -> float:
@@ -66,7 +62,7 @@ def _candidates(
     """
     if not isinstance(scores, torch.Tensor) or scores.ndim != 2 or not scores.is_floating_point():
         raise ValueError("scores must be a float tensor (n_users, n_items), -inf where excluded")
-    k, candidates = _count("k", k), _count("candidates", candidates)
+    k, candidates = positive_int("k", k), positive_int("candidates", candidates)
     if torch.isnan(scores).any() or (scores == float("inf")).any():
         raise ValueError("scores holds NaN or +inf; mark excluded items with -inf")
     if k > candidates:

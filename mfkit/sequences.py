@@ -28,12 +28,11 @@ tensor([[0, 2],
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import numpy as np
 import pandas as pd
 import torch
 
+from mfkit._checks import positive_int
 from mfkit.features import Indexer
 
 __all__ = [
@@ -44,12 +43,6 @@ __all__ = [
     "recency_weights",
     "transition_counts",
 ]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def histories(
@@ -96,7 +89,7 @@ def histories(
     order = np.lexsort((tiebreak, timestamps, users))
     users, movies = users[order], movies[order]
     counts = np.bincount(users, minlength=indexer.n_users)
-    width = int(counts.max(initial=0)) if maxlen is None else _positive_int(maxlen, "maxlen")
+    width = int(counts.max(initial=0)) if maxlen is None else positive_int("maxlen", maxlen)
     rank = np.arange(len(users)) - (counts.cumsum() - counts)[users]  # 0 = the user's oldest
     from_end = counts[users] - 1 - rank  # 0 = the user's latest
     kept = from_end < width
@@ -171,10 +164,10 @@ def history_windows(
             [0, 1, 2],
             [5, 6, 9]])
     """
-    width = _positive_int(width, "width")
+    width = positive_int("width", width)
     if width < 2:
         raise ValueError(f"width must be at least 2, got {width}")
-    stride = width - 1 if stride is None else _positive_int(stride, "stride")
+    stride = width - 1 if stride is None else positive_int("stride", stride)
     if stride > width - 1:
         raise ValueError(f"stride must be from 1 to width - 1 = {width - 1}, got {stride}")
     lengths = (seqs != pad).sum(dim=1)
@@ -206,7 +199,7 @@ def recency_weights(
     if not 0 < decay <= 1:
         raise ValueError(f"decay must be in (0, 1], got {decay}")
     width = seqs.shape[1]
-    last = width if last is None else _positive_int(last, "last")
+    last = width if last is None else positive_int("last", last)
     age = last_positions(seqs, n_items)[:, None] - torch.arange(width)
     weights = torch.where((age >= 0) & (age < last), decay ** age.clamp(min=0).float(), 0.0)
     out = torch.zeros(len(seqs), n_items + 1)
